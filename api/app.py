@@ -1,0 +1,62 @@
+"""The FastAPI application: routers, error mapping and a lifespan that loads models off the event loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.deps import AppState
+from api.routers import ask, documents, health
+from qa.config import Settings, get_settings
+from qa.errors import QAError
+from qa.pipeline import Pipeline
+
+log = logging.getLogger("api")
+
+
+def _load(state: AppState, settings: Settings) -> None:
+    try:
+        state.pipeline = Pipeline.from_settings(settings, progress=log.info)
+        log.info("ready: %d documents", len(state.pipeline.documents))
+    except QAError as exc:
+        state.error = exc
+        log.error("not ready: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - report, never crash-loop
+        state.error = QAError(f"{type(exc).__name__} while loading")
+        log.error("not ready: %s: %s", type(exc).__name__, exc)
+    finally:
+        state.loading = False
+        state.ready_event.set()
+
+
+def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None) -> FastAPI:
+    """Build the app. With ``pipeline`` (tests) it is ready at once; otherwise models load in a thread."""
+    settings = settings or get_settings()
+    state = AppState(pipeline=pipeline)
+    if pipeline is not None:
+        state.ready_event.set()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.pipeline is None and not state.loading:
+            state.loading = True
+            threading.Thread(target=_load, args=(state, settings), name="qa-loader", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="News QA",
+        version="0.1.0",
+        summary="Cited question answering over news articles: every quote verified, or an honest abstention.",
+        lifespan=lifespan,
+    )
+    app.state.qa = state
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(ask.router)
+    app.include_router(documents.router)
+    return app

@@ -1,0 +1,79 @@
+"""The one place where errors become HTTP responses, all in one JSON shape: {"error": {type, message}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qa.errors import (
+    BadDocument,
+    BadQuestion,
+    BadRequest,
+    DocumentNotFound,
+    GeneratorError,
+    IndexError_,
+    NotReady,
+    QAError,
+)
+
+log = logging.getLogger("api")
+
+_STATUS: list[tuple[type[QAError], int, str]] = [
+    (BadQuestion, 422, "bad_question"),
+    (BadRequest, 422, "bad_request"),
+    (BadDocument, 422, "bad_document"),
+    (DocumentNotFound, 404, "not_found"),
+    (NotReady, 503, "not_ready"),
+    (IndexError_, 503, "index_unavailable"),
+    (GeneratorError, 502, "generator_failed"),
+]
+
+
+
+def error_json(status: int, kind: str, message: str, details: list[dict] | None = None, headers: dict | None = None) -> JSONResponse:
+    body: dict = {"type": kind, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse(status_code=status, content={"error": body}, headers=headers)
+
+
+def status_for(exc: QAError) -> tuple[int, str]:
+    for cls, status, kind in _STATUS:
+        if isinstance(exc, cls):
+            return status, kind
+    return 500, "internal_error"
+
+
+def _clean_validation(errors: list) -> list[dict]:
+    # Keep where and what, drop the echoed input (it may be huge or hold secrets).
+    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in errors]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(QAError)
+    async def qa_error(request: Request, exc: QAError) -> JSONResponse:
+        status, kind = status_for(exc)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return error_json(status, kind, str(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _clean_validation(list(exc.errors()))
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(p for p in first["loc"] if p != "body") or "body"
+        return error_json(422, "invalid_request", f"{where}: {first['msg']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return error_json(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        return error_json(500, "internal_error", "internal error; the server log has the details")

@@ -1,0 +1,105 @@
+"""HTTP request and response models (pydantic lives only at this edge)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from qa.types import Answer
+
+MAX_TOP_K = 20
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": "How much is CSC saving?"}]})
+
+    question: StrictStr = Field(
+        ..., min_length=1, max_length=1000,
+        description="The question; must not be blank. At most 1000 characters (QA_MAX_QUESTION_CHARS may lower it).",
+    )
+    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="How many passages to return (default 5).")
+
+
+class CitationOut(BaseModel):
+    id: int = Field(..., description="The n of the [n] marker in the answer.")
+    doc_id: str
+    title: str
+    quote: str = Field(..., description="Exactly documents[doc_id].text[start:end].")
+    start: int
+    end: int
+
+
+class PassageOut(BaseModel):
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    score: float = Field(..., description="Reciprocal-rank-fusion score of dense and BM25 ranks.")
+
+
+class TimingsOut(BaseModel):
+    retrieve: float
+    generate: float
+    verify: float
+    total: float
+
+
+class AskResponse(BaseModel):
+    answer: str
+    abstained: bool
+    citations: list[CitationOut]
+    passages: list[PassageOut]
+    answer_mode: Literal["generated", "extractive", "abstained"]
+    timings_ms: TimingsOut
+
+    @classmethod
+    def from_answer(cls, answer: Answer) -> AskResponse:
+        return cls(
+            answer=answer.text,
+            abstained=answer.abstained,
+            citations=[CitationOut(id=c.id, doc_id=c.doc_id, title=c.title, quote=c.quote, start=c.start, end=c.end)
+                       for c in answer.citations],
+            passages=[PassageOut(doc_id=h.passage.doc_id, start=h.passage.start, end=h.passage.end,
+                                 text=h.passage.text, score=round(h.score, 6)) for h in answer.hits],
+            answer_mode=answer.mode.value,
+            timings_ms=TimingsOut(**answer.timings_ms),
+        )
+
+
+class DocumentSummary(BaseModel):
+    doc_id: str
+    title: str
+    length: int = Field(..., description="Length of the text in characters (Python str length).")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary]
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    title: str
+    text: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    documents: int
+    passages: int
+    embedding_model: str
+    generator: str
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(..., description="Machine-readable error kind, e.g. bad_question, not_ready.")
+    message: str
+    details: list[dict] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

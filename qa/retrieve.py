@@ -1,0 +1,146 @@
+"""Hybrid retrieval: dense FAISS search + BM25 (bm25s), fused with reciprocal-rank fusion."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from index.embedder import Embedder
+from index.store import IndexData
+from qa.text import QUESTION_WORDS, STOPWORDS, content_terms, edit_distance_at_most_one, stem, words
+from qa.types import Hit
+
+RRF_K = 60
+_ALPHA_RE = re.compile(r"[^\W\d_]+")
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
+    """Fuse ranked id lists: score(id) = sum over lists of 1 / (k + rank), rank starting at 1.
+
+    Example: reciprocal_rank_fusion([[7, 3], [3]], k=60) -> {7: 1/61, 3: 1/62 + 1/61}
+    """
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+class Retriever:
+    """Holds the in-memory search structures built from a loaded `IndexData`."""
+
+    def __init__(self, data: IndexData, embedder: Embedder, *, candidates: int = 30) -> None:
+        import bm25s
+        import faiss
+
+        self.data = data
+        self.embedder = embedder
+        self.candidates = candidates
+        self.passage_index = faiss.IndexFlatIP(data.manifest.dimension)
+        self.sentence_index = faiss.IndexFlatIP(data.manifest.dimension)
+        if len(data.passage_vectors):
+            self.passage_index.add(np.ascontiguousarray(data.passage_vectors))
+            self.sentence_index.add(np.ascontiguousarray(data.sentence_vectors))
+        passage_tokens = [content_terms(p.text) or ["\x00empty"] for p in data.passages]
+        self.bm25 = bm25s.BM25()
+        if passage_tokens:
+            self.bm25.index(passage_tokens, show_progress=False)
+        self.vocab = set(self.bm25.vocab_dict) if passage_tokens else set()
+        # Raw (unstemmed) words too, so typo tolerance compares like with like.
+        self.raw_words = {w for p in data.passages for w in words(p.text)}
+        self._sorted_words = sorted(w for w in self.raw_words if w.isalpha())
+        # Sentence-level document frequencies for IDF-weighted term coverage.
+        df: Counter[str] = Counter()
+        for s in data.sentences:
+            df.update(set(content_terms(s.text)))
+        n = max(len(data.sentences), 1)
+        self.idf = {term: math.log(1 + (n - c + 0.5) / (c + 0.5)) for term, c in df.items()}
+        self.default_idf = math.log(1 + (n + 0.5) / 0.5)
+        self.sentences_by_passage = {p.passage_id: p.sentence_ids for p in data.passages}
+
+    def embed_query(self, question: str) -> np.ndarray:
+        return self.embedder.embed([question])[0]
+
+    def search(self, question: str, query_vector: np.ndarray, top_k: int) -> list[Hit]:
+        """The ``top_k`` passages by RRF over dense and BM25 rankings of the ``candidates`` best each."""
+        n = len(self.data.passages)
+        if n == 0:
+            return []
+        depth = min(self.candidates, n)
+        dense_scores, dense_ids = self.passage_index.search(query_vector.reshape(1, -1), depth)
+        dense_ranking = [int(i) for i in dense_ids[0] if i >= 0]
+        dense_by_id = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0]) if i >= 0}
+        terms = [t for t in content_terms(question) if t in self.vocab]
+        lexical_ranking: list[int] = []
+        if terms:
+            scores = self.bm25.get_scores(terms)
+            order = np.argsort(-scores, kind="stable")[:depth]
+            lexical_ranking = [int(i) for i in order if scores[i] > 0]
+        fused = reciprocal_rank_fusion([dense_ranking, lexical_ranking])
+        dense_rank = {pid: r for r, pid in enumerate(dense_ranking, 1)}
+        lexical_rank = {pid: r for r, pid in enumerate(lexical_ranking, 1)}
+        ordered = sorted(fused, key=lambda pid: (-fused[pid], pid))[:top_k]
+        missing = [pid for pid in ordered if pid not in dense_by_id]
+        if missing:  # BM25-only hits still report their cosine similarity
+            vecs = self.data.passage_vectors[missing]
+            for pid, score in zip(missing, vecs @ query_vector):
+                dense_by_id[pid] = float(score)
+        return [
+            Hit(self.data.passages[pid], fused[pid], dense_by_id[pid], dense_rank.get(pid, 0), lexical_rank.get(pid, 0))
+            for pid in ordered
+        ]
+
+    def nearest_sentences(self, query_vector: np.ndarray, k: int) -> list[int]:
+        k = min(k, len(self.data.sentences))
+        if k == 0:
+            return []
+        _, ids = self.sentence_index.search(query_vector.reshape(1, -1), k)
+        return [int(i) for i in ids[0] if i >= 0]
+
+    def correct(self, question: str) -> str:
+        """Replace words unknown to the corpus by a corpus word one edit away ("savngs" -> "savings").
+
+        Only words of 5+ letters that are not stopwords are touched; the first close word in sorted
+        order wins, so the result is deterministic.
+        """
+
+        def fix(match: re.Match[str]) -> str:
+            raw = match.group(0)
+            low = raw.lower()
+            if len(low) < 5 or low in STOPWORDS or low in QUESTION_WORDS or low in self.raw_words or stem(low) in self.vocab:
+                return raw
+            for w in self._sorted_words:
+                if w[:1] == low[:1] and abs(len(w) - len(low)) <= 1 and edit_distance_at_most_one(low, w):
+                    return w
+            return raw
+
+        return _ALPHA_RE.sub(fix, question)
+
+    def term_known(self, term: str, raw: str) -> bool:
+        """True when a question term occurs in the corpus, allowing one typo in words of 5+ letters."""
+        if term in self.vocab or raw in self.raw_words:
+            return True
+        if len(raw) >= 5 and not raw[0].isdigit():
+            return any(abs(len(w) - len(raw)) <= 1 and w[:1] == raw[:1] and edit_distance_at_most_one(raw, w) for w in self.raw_words)
+        return False
+
+    def term_idf(self, term: str) -> float:
+        return self.idf.get(term, self.default_idf)
+
+
+def question_terms(question: str) -> list[tuple[str, str]]:
+    """(stem, raw word) for each distinct content word of a question, question words dropped."""
+    seen = set()
+    out = []
+    for raw in words(question):
+        if raw in STOPWORDS or raw in QUESTION_WORDS:
+            continue
+        term = stem(raw)
+        if term not in seen:
+            seen.add(term)
+            out.append((term, raw))
+    return out

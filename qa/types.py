@@ -1,0 +1,64 @@
+"""Small frozen domain objects that travel through the online pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from index.chunking import Passage, Sentence
+
+
+class AnswerMode(str, Enum):
+    GENERATED = "generated"  # the generator's text passed verification
+    EXTRACTIVE = "extractive"  # verified quotes from the articles (generator absent or failed)
+    ABSTAINED = "abstained"  # the evidence does not answer the question
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage retrieved for a question. ``score`` is the fused (RRF) score; ranks are 1-based, 0 = absent."""
+
+    passage: Passage
+    score: float
+    dense: float
+    dense_rank: int
+    lexical_rank: int
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    """A candidate evidence sentence with the features that ranked it."""
+
+    sentence: Sentence
+    score: float
+    dense: float
+    coverage: float
+    type_match: bool
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A verified quote: ``document.text[start:end] == quote`` holds for the cited document."""
+
+    id: int
+    doc_id: str
+    title: str
+    quote: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    text: str
+    mode: AnswerMode
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    generator_text: str | None = None
+
+    @property
+    def abstained(self) -> bool:
+        return self.mode is AnswerMode.ABSTAINED

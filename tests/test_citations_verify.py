@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+
+from index.documents import parse_document
+from qa.answer_types import AnswerType
+from qa.citations import cite_in_order, citation_is_valid, make_citation, parse_markers, renumber, strip_markers
+from qa.verify import early_reject, name_claims, unsupported_names, unsupported_quantities, verify_answer
+
+QUOTE = "Health secretary Andrew Lansley has confirmed that around £1 billion savings will be delivered to the NHS from CSC’s contract."
+
+
+@pytest.mark.parametrize(
+    ("text", "markers"),
+    [("A [2]. B [1, 2]. C [3][2]", [2, 1, 3]), ("none", []), ("[1;3] x [3]", [1, 3]), ("[12] [a] [ 4 ]", [12, 4])],
+)
+def test_parse_markers(text, markers):
+    assert parse_markers(text) == markers
+
+
+def test_renumber_in_order_of_first_use_and_drop_unknown():
+    assert renumber("A [3]. B [1, 3] C [9].", {3: 1, 1: 2}) == "A [1]. B [2][1] C."
+    assert strip_markers("£1bn [1].") == "£1bn."
+
+
+def test_cite_in_order_builds_exact_quotes():
+    doc = parse_document("d", "First one. Second one. Third one.")
+    sources = [("d", 11, 22), ("d", 0, 10), ("d", 23, 33)]
+    mapping, cites = cite_in_order(sources, [2, 1, 7], {"d": doc})
+    assert mapping == {2: 1, 1: 2}
+    assert [c.quote for c in cites] == ["First one.", "Second one."]
+    assert all(citation_is_valid(c, {"d": doc}) for c in cites)
+
+
+def test_citation_validity_detects_tampering():
+    doc = parse_document("d", "The NHS saves £1bn.")
+    good = make_citation(1, doc, 4, 7)
+    assert citation_is_valid(good, {"d": doc})
+    from dataclasses import replace
+
+    assert not citation_is_valid(replace(good, quote="CSC"), {"d": doc})
+    assert not citation_is_valid(replace(good, doc_id="other"), {"d": doc})
+    with pytest.raises(ValueError):
+        make_citation(1, doc, 5, 500)
+
+
+def test_claims_are_extracted():
+    assert name_claims("The NHS saves £1bn, Lansley said [1].") == ["NHS", "Lansley"]
+    assert unsupported_names("CSA saves", ["CSC saves"]) == ["CSA"]
+    assert unsupported_quantities("£1.1 billion", [QUOTE]) == ["£1.1 billion"]
+    assert unsupported_quantities("1 billion pounds and £1bn", [QUOTE]) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok", "problem"),
+    [
+        ("The NHS is saving around £1 billion [1].", True, None),
+        ("The NHS saves £1bn [1].", True, None),
+        ("CSC is saving £1.1bn [1].", False, "unsupported quantity"),
+        ("CSA saves £1 billion [1].", False, "unsupported name CSA"),
+        ("The NHS is saving money [1].", False, "states no money"),
+        ("The NHS is saving around £1 billion", False, "unfinished sentence"),
+        ("CSC is saving [1].", False, "adds nothing"),
+        ("The NHS saves £1bn thanks to unicorn magic and dragons [1].", False, "words it adds"),
+    ],
+)
+def test_verify_answer(answer, ok, problem):
+    verdict = verify_answer(answer, [QUOTE], question="How much is CSC saving?", atype=AnswerType.MONEY)
+    assert verdict.ok is ok
+    if problem:
+        assert any(problem in p for p in verdict.problems), verdict.problems
+
+
+def test_verify_requires_a_citation():
+    assert "no citation" in verify_answer("The NHS saves £1bn.", [], question="q", atype=None).problems
+
+
+@pytest.mark.parametrize(
+    ("partial", "stop"),
+    [
+        ("CSA’s ", True),
+        ("The NHS saves £1 ", False),  # "£1" may still become "£1 billion"
+        ("The NHS saves £1 billion ", False),
+        ("CSC’s £1.1 billion contract ", True),
+        ("Lansley", False),
+        ("", False),
+    ],
+)
+def test_early_reject(partial, stop):
+    assert early_reject(partial, [QUOTE]) is stop

@@ -1,0 +1,98 @@
+"""The answering pipeline with fakes: hashing embedder + scripted generator, on a tiny corpus."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.citations import citation_is_valid, parse_markers
+from qa.errors import BadQuestion, BadRequest, GeneratorError
+from qa.generate import ScriptedGenerator
+from qa.pipeline import Pipeline
+from qa.types import AnswerMode
+
+
+def _check_citations(answer, docs):
+    assert all(citation_is_valid(c, docs) for c in answer.citations)
+    assert sorted(parse_markers(answer.text)) == [c.id for c in answer.citations]
+
+
+def test_verified_generation_is_kept(tiny_pipeline, scripted):
+    scripted._script = "The council agreed a £2.5bn budget [1]."
+    answer = tiny_pipeline.ask("How much was the council budget?")
+    assert answer.mode is AnswerMode.GENERATED
+    assert answer.text == "The council agreed a £2.5bn budget [1]."
+    assert "£2.5bn" in answer.citations[0].quote
+    _check_citations(answer, tiny_pipeline.documents)
+
+
+def test_hallucinated_amount_falls_back_to_extractive(tiny_pipeline, scripted):
+    scripted._script = "The council agreed a £3.5bn budget [1]."
+    answer = tiny_pipeline.ask("How much was the council budget?")
+    assert answer.mode is AnswerMode.EXTRACTIVE
+    assert "unsupported quantity" in answer.reason
+    assert answer.text.startswith("£2.5bn: “")
+    _check_citations(answer, tiny_pipeline.documents)
+
+
+def test_answer_without_markers_is_cited_automatically(tiny_pipeline, scripted):
+    scripted._script = "It runs 12 libraries."
+    answer = tiny_pipeline.ask("How many libraries does the council run?")
+    assert answer.mode is AnswerMode.GENERATED
+    assert answer.text == "It runs 12 libraries. [1]"
+    assert "12 libraries" in answer.citations[0].quote
+
+
+def test_corroborating_source_from_other_document_is_cited(tiny_index, embedder):
+    pipeline = Pipeline(tiny_index, embedder, None)
+    answer = pipeline.ask("How much are the savings a year?")
+    assert answer.mode is AnswerMode.EXTRACTIVE
+    assert {c.doc_id for c in answer.citations} == {"alpha", "beta"}
+    assert all("£40m" in c.quote for c in answer.citations)
+    _check_citations(answer, pipeline.documents)
+
+
+@pytest.mark.parametrize("question", ["What is the capital of Australia?", "Write a poem about zebras", "Who won the 1966 World Cup?"])
+def test_off_topic_questions_abstain_without_calling_the_generator(tiny_pipeline, scripted, question):
+    answer = tiny_pipeline.ask(question)
+    assert answer.abstained and answer.mode is AnswerMode.ABSTAINED
+    assert answer.citations == ()
+    assert answer.text.startswith("The articles do not say")
+    assert answer.hits  # nearest passages are still shown
+    assert scripted.calls == []
+
+
+def test_failing_generator_degrades_to_extractive(tiny_index, embedder):
+    class Broken(ScriptedGenerator):
+        def generate(self, *a, **k):
+            raise GeneratorError("server down")
+
+    answer = Pipeline(tiny_index, embedder, Broken()).ask("How many libraries does the council run?")
+    assert answer.mode is AnswerMode.EXTRACTIVE
+    assert "server down" in answer.reason
+
+
+def test_prompt_holds_numbered_sources(tiny_pipeline, scripted):
+    tiny_pipeline.ask("How many swimming pools are there?")
+    user = scripted.calls[0][-1]["content"]
+    assert user.startswith("Sources:\n[1] ")
+    assert user.rstrip().endswith("Question: How many swimming pools are there?")
+
+
+@pytest.mark.parametrize(
+    ("question", "top_k", "error"),
+    [("", None, BadQuestion), ("   \n", None, BadQuestion), ("x" * 1001, None, BadQuestion),
+     ("ok?", 0, BadRequest), ("ok?", 21, BadRequest)],
+)
+def test_bad_input(tiny_pipeline, question, top_k, error):
+    with pytest.raises(error):
+        tiny_pipeline.ask(question, top_k)
+
+
+def test_top_k_limits_passages(tiny_pipeline):
+    assert len(tiny_pipeline.ask("libraries", top_k=1).hits) == 1
+
+
+def test_timings_are_reported(tiny_pipeline):
+    t = tiny_pipeline.ask("How many libraries does the council run?").timings_ms
+    assert set(t) == {"retrieve", "generate", "verify", "total"}
+    assert t["total"] >= t["retrieve"] >= 0
