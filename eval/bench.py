@@ -1,0 +1,143 @@
+"""Speed and memory benchmark: ``make bench`` (or ``python -m eval.bench``).
+
+Prints medians of several runs and same-run ratios against baselines; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+QUESTIONS = [
+    "How much is CSC saving?",
+    "How many GP practices was CSC contracted to install a care records system at?",
+    "How many NHS trusts were covered by CSC's contract?",
+    "How much was CSC's contract worth?",
+    "Who is CSC's president of healthcare?",
+    "Until when was the deadline extended?",
+    "Who announced that £600m would be cut from the programme?",
+    "How much would be saved on the National Programme for IT as a whole?",
+    "When did the present government announce a further £700m cut?",
+    "How many Lorenzo deployments have been completed so far?",
+    "Why was the deal delayed?",
+    "What is the capital of Australia?",
+    "What was CSC's revenue in 2011?",
+    "Write a poem about the NHS",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile. Example: pct([1, 2, 3, 4], 0.5) -> 2."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median reported)")
+    args = parser.parse_args(argv)
+
+    import faiss
+    import torch
+
+    from index.documents import load_documents
+    from index.embedder import SentenceTransformerEmbedder
+    from index.store import build_index, load_index, save_index
+    from qa.answer_types import expected_type
+    from qa.config import Settings
+    from qa.generate import make_generator
+    from qa.pipeline import Pipeline
+    from qa.rank import score_sentences
+    from qa.retrieve import question_terms
+
+    settings = Settings()
+    print(f"newsqa benchmark: {len(QUESTIONS)} questions, median of {args.repeat} runs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads available")
+
+    t = time.perf_counter()
+    embedder = SentenceTransformerEmbedder()
+    embedder.warm_up()
+    embed_load = time.perf_counter() - t
+    t = time.perf_counter()
+    generator = make_generator(settings)
+    gen_load = time.perf_counter() - t
+    print(f"\nmodel load      embedder {embed_load:.2f} s   generator {gen_load:.2f} s (safetensors cache)")
+
+    docs = load_documents(Path(settings.source_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        build_ms = timed(lambda: save_index(build_index(docs, embedder), Path(tmp)), args.repeat)
+        load_ms = timed(lambda: load_index(Path(tmp), embedder), args.repeat)
+        data = load_index(Path(tmp), embedder)
+    print(f"index build     {statistics.median(build_ms):.0f} ms ({len(docs)} docs, {data.manifest.passages} passages, "
+          f"{data.manifest.sentences} sentences)   load {statistics.median(load_ms):.0f} ms")
+
+    ready = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        Pipeline.from_settings(settings)
+        ready.append(time.perf_counter() - t)
+    print(f"ready (load all) {statistics.median(ready):.2f} s median  (target <= 10 s)")
+
+    pipeline = Pipeline(data, embedder, generator)
+    retriever = pipeline.retriever
+
+    def retrieve(q: str) -> None:
+        v = retriever.embed_query(q)
+        hits = retriever.search(q, v, 8)
+        score_sentences(retriever, [t for t, _ in question_terms(q)], v, hits, expected_type(q))
+
+    def dense_only(q: str) -> None:
+        retriever.passage_index.search(retriever.embed_query(q).reshape(1, -1), 8)
+
+    print("\nretrieval (embed + hybrid search + sentence scoring), per question:")
+    for label, fn in (("hybrid+rank", retrieve), ("dense only (baseline)", dense_only)):
+        for threads in (1, 2):
+            faiss.omp_set_num_threads(threads)
+            torch.set_num_threads(threads)
+            ms = [statistics.median(timed(lambda q=q: fn(q), args.repeat)) for q in QUESTIONS]
+            print(f"  {label:22s} {threads} thread(s): p50 {pct(ms, .5):6.1f} ms  p95 {pct(ms, .95):6.1f} ms")
+    faiss.omp_set_num_threads(settings.faiss_threads)
+    torch.set_num_threads(settings.torch_threads)
+
+    print("\nend-to-end answers (in process):")
+    results = {}
+    for label, gen in (("packaged generator", generator), ("extractive only (baseline)", None)):
+        p = Pipeline(data, embedder, gen)
+        ms, modes = [], []
+        for q in QUESTIONS:
+            runs = []
+            for _ in range(args.repeat):
+                answer = p.ask(q)
+                runs.append(answer.timings_ms["total"])
+            ms.append(statistics.median(runs))
+            modes.append(answer.mode.value)
+        results[label] = ms
+        counts = {m: modes.count(m) for m in sorted(set(modes))}
+        print(f"  {label:27s} p50 {pct(ms, .5):7.1f} ms  p95 {pct(ms, .95):7.1f} ms  modes {counts}")
+    a, b = results["packaged generator"], results["extractive only (baseline)"]
+    print(f"  ratio generator / extractive p50: {pct(a, .5) / pct(b, .5):.1f}x  (target p50 <= 1500 ms)")
+
+    print(f"\npeak RSS        {peak_rss_mib():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

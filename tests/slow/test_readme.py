@@ -1,0 +1,72 @@
+"""The README's quick start, run for real: `qa serve` in a subprocess, then the README's curl request."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(real_index_dir, tmp_path_factory):
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    log = log_path.open("w")
+    env = {**os.environ, "QA_INDEX_DIR": str(real_index_dir), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log_path.read_text()
+            time.sleep(0.5)
+        else:
+            pytest.fail("server did not become ready in 180 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def test_readme_curl_question(server):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"curl -s localhost:8000/v1/ask .*?-d '(\{.*?\})'", readme)
+    assert match, "README lost its curl example"
+    payload = json.loads(match.group(1))
+    body = httpx.post(f"{server}/v1/ask", json=payload, timeout=60).json()
+    assert body["abstained"] is False
+    assert "£1 billion" in body["answer"] or "£1bn" in body["answer"]
+    assert len({c["doc_id"] for c in body["citations"]}) == 2
+    for c in body["citations"]:
+        doc = httpx.get(f"{server}/v1/documents/{c['doc_id']}", timeout=10).json()
+        assert doc["text"][c["start"] : c["end"]] == c["quote"]
+
+
+def test_server_answers_bad_input_with_4xx(server):
+    r = httpx.post(f"{server}/v1/ask", content=b'{"question": ', headers={"content-type": "application/json"}, timeout=10)
+    assert r.status_code == 422 and "error" in r.json()
