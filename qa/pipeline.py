@@ -18,11 +18,11 @@ from qa.answer_types import AnswerType, expected_type
 from qa.citations import cite_in_order, citation_is_valid, make_citation, parse_markers, renumber
 from qa.errors import BadQuestion, BadRequest, DocumentNotFound, GeneratorError
 from qa.extractive import choose_support, compose, short_answer_span
-from qa.generate import Generator, build_messages
+from qa.generate import Generator, build_messages, clean_generation
 from qa.rank import score_sentences
 from qa.retrieve import Retriever, question_terms
 from qa.types import Answer, AnswerMode, Citation, Hit, ScoredSentence
-from qa.verify import early_reject, verify_answer
+from qa.verify import Verdict, early_reject, states_value, verify_answer
 
 log = logging.getLogger("qa")
 _CAP_WORD_RE = re.compile(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\d,.]*)")
@@ -33,7 +33,7 @@ class PipelineOptions:
     max_question_chars: int = 1000
     default_top_k: int = 5
     max_top_k: int = 20
-    evidence_sentences: int = 3
+    evidence_sentences: int = 1
     max_new_tokens: int = 32
     policy: AbstainPolicy = field(default_factory=AbstainPolicy)
 
@@ -159,8 +159,12 @@ class Pipeline:
         docs = self.data.documents
         sources = [(s.sentence.doc_id, s.sentence.start, s.sentence.end) for s in evidence]
         reason = "no generator configured"
+        lead = None
+        span = short_answer_span(ranked[0].sentence.text, atype, question) if ranked else None
+        if span:
+            lead = ranked[0].sentence.text[span[0] : span[1]]
         if generated is not None:
-            text = " ".join(generated.strip().split("\n")[0].split())
+            text = clean_generation(generated)
             used = [n for n in parse_markers(text) if 1 <= n <= len(sources)]
             auto = False
             if not used:
@@ -171,16 +175,15 @@ class Pipeline:
                         break
             mapping, citations = cite_in_order(sources, used, docs)
             verdict = verify_answer(text, [c.quote for c in citations], question=question, atype=atype)
+            if verdict.ok and lead and not states_value(text, lead):
+                # The model may pick the wrong figure or name from a verified sentence (171 vs 4,400).
+                verdict = Verdict(False, (f"disagrees with the evidence's answer {lead!r}",))
             if verdict.ok and citations:
                 answer = renumber(text, mapping)
                 if auto:
                     answer = f"{answer.rstrip()} [1]"
                 return answer, AnswerMode.GENERATED, tuple(citations), ""
             reason = "generated answer failed verification: " + "; ".join(verdict.problems or ("no citation",))
-        lead = None
-        span = short_answer_span(ranked[0].sentence.text, atype, question) if ranked else None
-        if span:
-            lead = ranked[0].sentence.text[span[0] : span[1]]
         chosen = choose_support(ranked, atype, lead)
         citations = tuple(
             make_citation(i, docs[s.sentence.doc_id], s.sentence.start, s.sentence.end) for i, s in enumerate(chosen, 1)

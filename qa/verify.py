@@ -129,6 +129,20 @@ def verify_answer(
     return Verdict(ok=not problems, problems=tuple(problems))
 
 
+def states_value(text: str, value: str) -> bool:
+    """True when ``text`` states ``value``: the same quantities by value, else the same words.
+
+    Example: states_value("The NHS saves £1 billion.", "£1bn") -> True; states_value("171 trusts", "4,400") -> False
+    """
+    wanted = find_quantities(value)
+    if wanted:
+        got = find_quantities(strip_markers(text))
+        return all(any(same_quantity(w, g) or same_quantity(g, w) for g in got) for w in wanted)
+    key = [w for w in words(value) if w not in STOPWORDS]
+    have = set(words(strip_markers(text)))
+    return bool(key) and all(w in have for w in key)
+
+
 def early_reject(partial: str, sources: Sequence[str]) -> bool:
     """True as soon as a *finished* word of a partial generation cannot be verified against any source.
 

@@ -5,7 +5,7 @@ import pytest
 from index.documents import parse_document
 from qa.answer_types import AnswerType
 from qa.citations import cite_in_order, citation_is_valid, make_citation, parse_markers, renumber, strip_markers
-from qa.verify import early_reject, name_claims, unsupported_names, unsupported_quantities, verify_answer
+from qa.verify import early_reject, name_claims, states_value, unsupported_names, unsupported_quantities, verify_answer
 
 QUOTE = "Health secretary Andrew Lansley has confirmed that around £1 billion savings will be delivered to the NHS from CSC’s contract."
 
@@ -88,3 +88,25 @@ def test_verify_requires_a_citation():
 )
 def test_early_reject(partial, stop):
     assert early_reject(partial, [QUOTE]) is stop
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "same"),
+    [
+        ("The NHS saves £1 billion.", "£1bn", True),
+        ("CSC installs at 171 trusts.", "4,400", False),
+        ("The deadline was extended to 1 June.", "1 June", True),
+        ("Andy Burnham announced it.", "Andy Burnham", True),
+        ("The Labour government announced it.", "Andy Burnham", False),
+    ],
+)
+def test_states_value(text, value, same):
+    assert states_value(text, value) is same
+
+
+def test_clean_generation():
+    from qa.generate import clean_generation
+
+    assert clean_generation("Answer: It is 4,400.\nQuestion: more") == "It is 4,400."
+    assert clean_generation("  The answer is:   £1bn  ") == "£1bn"
+    assert clean_generation("") == ""

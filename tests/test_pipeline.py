@@ -7,7 +7,7 @@ import pytest
 from qa.citations import citation_is_valid, parse_markers
 from qa.errors import BadQuestion, BadRequest, GeneratorError
 from qa.generate import ScriptedGenerator
-from qa.pipeline import Pipeline
+from qa.pipeline import Pipeline, PipelineOptions
 from qa.types import AnswerMode
 
 
@@ -71,11 +71,32 @@ def test_failing_generator_degrades_to_extractive(tiny_index, embedder):
     assert "server down" in answer.reason
 
 
-def test_prompt_holds_numbered_sources(tiny_pipeline, scripted):
+def test_prompt_holds_the_best_source(tiny_pipeline, scripted):
     tiny_pipeline.ask("How many swimming pools are there?")
     user = scripted.calls[0][-1]["content"]
-    assert user.startswith("Sources:\n[1] ")
+    assert user.startswith("Source: The council runs 12 libraries and 3 swimming pools")
     assert user.rstrip().endswith("Question: How many swimming pools are there?")
+
+
+def test_more_sources_are_numbered(tiny_index, embedder, scripted):
+    pipeline = Pipeline(tiny_index, embedder, scripted, PipelineOptions(evidence_sentences=3))
+    pipeline.ask("How many swimming pools are there?")
+    user = scripted.calls[0][-1]["content"]
+    assert user.startswith("Sources:\n[1] ") and "\n[2] " in user and "\n[3] " in user
+
+
+def test_verified_answer_that_picks_the_wrong_figure_is_replaced(tiny_pipeline, scripted):
+    scripted._script = "The council runs 3 libraries."  # 3 is in the quote, but it counts pools
+    answer = tiny_pipeline.ask("How many libraries does the council run?")
+    assert answer.mode is AnswerMode.EXTRACTIVE
+    assert "disagrees" in answer.reason
+    assert answer.text.startswith("12: ")
+
+
+def test_answer_prefix_is_dropped(tiny_pipeline, scripted):
+    scripted._script = "Answer: The council runs 12 libraries.\nQuestion: and more"
+    answer = tiny_pipeline.ask("How many libraries does the council run?")
+    assert answer.text == "The council runs 12 libraries. [1]"
 
 
 @pytest.mark.parametrize(
