@@ -33,8 +33,9 @@ _STATUS: list[tuple[type[QAError], int, str]] = [
 ]
 
 
-
-def error_json(status: int, kind: str, message: str, details: list[dict] | None = None, headers: dict | None = None) -> JSONResponse:
+def error_json(
+    status: int, kind: str, message: str, details: list[dict] | None = None, headers: dict | None = None
+) -> JSONResponse:
     body: dict = {"type": kind, "message": message}
     if details:
         body["details"] = details
@@ -50,8 +51,10 @@ def status_for(exc: QAError) -> tuple[int, str]:
 
 def _clean_validation(errors: list) -> list[dict]:
     # Keep where and what, drop the echoed input (it may be huge or hold secrets).
-    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-            for e in errors]
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
 
 
 def install(app: FastAPI) -> None:
@@ -70,7 +73,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return error_json(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

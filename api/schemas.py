@@ -15,7 +15,9 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"question": "How much is CSC saving?"}]})
 
     question: StrictStr = Field(
-        ..., min_length=1, max_length=1000,
+        ...,
+        min_length=1,
+        max_length=1000,
         description="The question; must not be blank. At most 1000 characters (QA_MAX_QUESTION_CHARS may lower it).",
     )
     top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="How many passages to return (default 5).")
@@ -58,10 +60,20 @@ class AskResponse(BaseModel):
         return cls(
             answer=answer.text,
             abstained=answer.abstained,
-            citations=[CitationOut(id=c.id, doc_id=c.doc_id, title=c.title, quote=c.quote, start=c.start, end=c.end)
-                       for c in answer.citations],
-            passages=[PassageOut(doc_id=h.passage.doc_id, start=h.passage.start, end=h.passage.end,
-                                 text=h.passage.text, score=round(h.score, 6)) for h in answer.hits],
+            citations=[
+                CitationOut(id=c.id, doc_id=c.doc_id, title=c.title, quote=c.quote, start=c.start, end=c.end)
+                for c in answer.citations
+            ],
+            passages=[
+                PassageOut(
+                    doc_id=h.passage.doc_id,
+                    start=h.passage.start,
+                    end=h.passage.end,
+                    text=h.passage.text,
+                    score=round(h.score, 6),
+                )
+                for h in answer.hits
+            ],
             answer_mode=answer.mode.value,
             timings_ms=TimingsOut(**answer.timings_ms),
         )

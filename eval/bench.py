@@ -70,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     from qa.retrieve import question_terms
 
     settings = Settings()
-    print(f"newsqa benchmark: {len(QUESTIONS)} questions, median of {args.repeat} runs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads available")
+    print(
+        f"newsqa benchmark: {len(QUESTIONS)} questions, median of {args.repeat} runs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads available"
+    )
 
     t = time.perf_counter()
     embedder = SentenceTransformerEmbedder()
@@ -87,17 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         build_ms = timed(lambda: save_index(build_index(docs, embedder), Path(tmp)), args.repeat)
         load_ms = timed(lambda: load_index(Path(tmp), embedder), args.repeat)
         data = load_index(Path(tmp), embedder)
-    print(f"index build     {statistics.median(build_ms):.0f} ms ({len(docs)} docs, {data.manifest.passages} passages, "
-          f"{data.manifest.sentences} sentences)   load {statistics.median(load_ms):.0f} ms")
+    print(
+        f"index build     {statistics.median(build_ms):.0f} ms ({len(docs)} docs, {data.manifest.passages} passages, "
+        f"{data.manifest.sentences} sentences)   load {statistics.median(load_ms):.0f} ms"
+    )
 
     # Ready time as a server sees it: a fresh process importing everything and loading all models.
-    probe = "import time; t = time.perf_counter(); from qa.config import Settings; from qa.pipeline import Pipeline; " \
-            "Pipeline.from_settings(Settings()); print(time.perf_counter() - t)"
+    probe = (
+        "import time; t = time.perf_counter(); from qa.config import Settings; from qa.pipeline import Pipeline; "
+        "Pipeline.from_settings(Settings()); print(time.perf_counter() - t)"
+    )
     ready = []
     for _ in range(args.repeat):
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
         ready.append(float(out.stdout.strip().splitlines()[-1]))
-    print(f"ready (fresh process, imports + index + both models) {statistics.median(ready):.2f} s median  (target <= 10 s)")
+    print(
+        f"ready (fresh process, imports + index + both models) {statistics.median(ready):.2f} s median  (target <= 10 s)"
+    )
 
     pipeline = Pipeline(data, embedder, generator)
     retriever = pipeline.retriever
@@ -118,13 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         score_sentences(retriever, [t for t, _ in question_terms(q)], v, hits, expected_type(q))
 
     print("\nretrieval (embed + hybrid search + sentence scoring), per question:")
-    for label, fn in (("hybrid+rank", retrieve), ("dense only (baseline)", dense_only),
-                      ("hybrid+rank, no embed", search_only)):
+    for label, fn in (
+        ("hybrid+rank", retrieve),
+        ("dense only (baseline)", dense_only),
+        ("hybrid+rank, no embed", search_only),
+    ):
         for threads in (1, 2):
             faiss.omp_set_num_threads(threads)
             torch.set_num_threads(threads)
-            ms = [statistics.median(timed(lambda q=q: fn(q), args.repeat)) for q in QUESTIONS]
-            print(f"  {label:22s} {threads} thread(s): p50 {pct(ms, .5):6.1f} ms  p95 {pct(ms, .95):6.1f} ms")
+            ms = [statistics.median(timed(lambda q=q, fn=fn: fn(q), args.repeat)) for q in QUESTIONS]
+            print(f"  {label:22s} {threads} thread(s): p50 {pct(ms, 0.5):6.1f} ms  p95 {pct(ms, 0.95):6.1f} ms")
     faiss.omp_set_num_threads(settings.faiss_threads)
     torch.set_num_threads(settings.torch_threads)
 
@@ -142,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             modes.append(answer.mode.value)
         results[label] = ms
         counts = {m: modes.count(m) for m in sorted(set(modes))}
-        print(f"  {label:27s} p50 {pct(ms, .5):7.1f} ms  p95 {pct(ms, .95):7.1f} ms  modes {counts}")
+        print(f"  {label:27s} p50 {pct(ms, 0.5):7.1f} ms  p95 {pct(ms, 0.95):7.1f} ms  modes {counts}")
     a, b = results["packaged generator"], results["extractive only (baseline)"]
-    print(f"  ratio generator / extractive p50: {pct(a, .5) / pct(b, .5):.1f}x  (target p50 <= 1500 ms)")
+    print(f"  ratio generator / extractive p50: {pct(a, 0.5) / pct(b, 0.5):.1f}x  (target p50 <= 1500 ms)")
 
     print(f"\npeak RSS        {peak_rss_mib():.0f} MiB")
     return 0

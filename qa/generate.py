@@ -74,7 +74,9 @@ def clean_generation(text: str) -> str:
 class Generator(Protocol):
     model_id: str
 
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+    def generate(
+        self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
+    ) -> str:
         """Greedy completion of the chat; may stop early when ``should_stop`` says so."""
         ...
 
@@ -156,7 +158,9 @@ class TransformersGenerator:
                 setattr(model.generation_config, name, None)
         self._model = model
 
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+    def generate(
+        self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
+    ) -> str:
         self.warm_up()
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -192,19 +196,24 @@ class TransformersGenerator:
 class OpenAIChatGenerator:
     """Any OpenAI-compatible chat-completions server (llama.cpp, vLLM, Ollama, ...)."""
 
-    def __init__(self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 60.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.model_id = model
-        self._api_key = api_key
-        self._timeout = timeout_s
-
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+    def __init__(
+        self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 60.0, transport=None
+    ) -> None:  # noqa: ANN001
         import httpx
 
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self.model_id = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport)
+
+    def generate(
+        self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
+    ) -> str:
+        import httpx
+
         body = {"model": self.model_id, "messages": list(messages), "max_tokens": max_new_tokens, "temperature": 0}
         try:
-            response = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers, timeout=self._timeout)
+            response = self._client.post("/chat/completions", json=body)
             response.raise_for_status()
             return str(response.json()["choices"][0]["message"]["content"] or "")
         except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
@@ -220,7 +229,9 @@ class ScriptedGenerator:
         self._script = script
         self.calls: list[list[Message]] = []
 
-    def generate(self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None) -> str:
+    def generate(
+        self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
+    ) -> str:
         self.calls.append(list(messages))
         question = messages[-1]["content"].rsplit("Question:", 1)[-1].strip()
         return self._script(question) if callable(self._script) else self._script
@@ -232,8 +243,10 @@ def make_generator(settings, progress: Callable[[str], None] | None = None) -> G
         return None
     if settings.generator == "openai":
         return OpenAIChatGenerator(
-            settings.openai_base_url, settings.openai_model,
-            api_key=settings.openai_api_key, timeout_s=settings.openai_timeout_s,
+            settings.openai_base_url,
+            settings.openai_model,
+            api_key=settings.openai_api_key,
+            timeout_s=settings.openai_timeout_s,
         )
     if settings.generator == "local":
         if settings.generator_path is None:

@@ -9,17 +9,51 @@ from dataclasses import dataclass
 from qa.text import fold_same_length
 
 _SCALES = {
-    "k": 1e3, "thousand": 1e3,
-    "m": 1e6, "mn": 1e6, "million": 1e6, "millions": 1e6,
-    "bn": 1e9, "b": 1e9, "billion": 1e9, "billions": 1e9,
-    "tn": 1e12, "trillion": 1e12,
+    "k": 1e3,
+    "thousand": 1e3,
+    "m": 1e6,
+    "mn": 1e6,
+    "million": 1e6,
+    "millions": 1e6,
+    "bn": 1e9,
+    "b": 1e9,
+    "billion": 1e9,
+    "billions": 1e9,
+    "tn": 1e12,
+    "trillion": 1e12,
 }
 _CURRENCY_SYMBOLS = {"£": "GBP", "$": "USD", "us$": "USD", "€": "EUR"}
-_CURRENCY_WORDS = {"pound": "GBP", "pounds": "GBP", "sterling": "GBP", "dollar": "USD", "dollars": "USD",
-                   "euro": "EUR", "euros": "EUR", "gbp": "GBP", "usd": "USD", "eur": "EUR"}
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-                 "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20, "hundred": 100,
-                 "half": 0.5, "third": 1 / 3, "quarter": 0.25}
+_CURRENCY_WORDS = {
+    "pound": "GBP",
+    "pounds": "GBP",
+    "sterling": "GBP",
+    "dollar": "USD",
+    "dollars": "USD",
+    "euro": "EUR",
+    "euros": "EUR",
+    "gbp": "GBP",
+    "usd": "USD",
+    "eur": "EUR",
+}
+_NUMBER_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "twenty": 20,
+    "hundred": 100,
+    "half": 0.5,
+    "third": 1 / 3,
+    "quarter": 0.25,
+}
 
 # Matched against normalize()d text, so quotes are ASCII, case is folded and NBSP is a space.
 _QUANTITY_RE = re.compile(
@@ -49,7 +83,13 @@ class Quantity:
 
     @property
     def is_year(self) -> bool:
-        return self.currency is None and not self.percent and self.value.is_integer() and 1900 <= self.value <= 2100 and "," not in self.text
+        return (
+            self.currency is None
+            and not self.percent
+            and self.value.is_integer()
+            and 1900 <= self.value <= 2100
+            and "," not in self.text
+        )
 
 
 def _to_float(num: str) -> float:

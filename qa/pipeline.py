@@ -15,13 +15,13 @@ from index.embedder import Embedder, SentenceTransformerEmbedder
 from index.store import IndexData, load_index
 from qa.abstain import AbstainPolicy, Decision, Evidence, decide
 from qa.answer_types import AnswerType, expected_type
-from qa.citations import cite_in_order, citation_is_valid, make_citation, parse_markers, renumber
+from qa.citations import citation_is_valid, cite_in_order, make_citation, parse_markers, renumber
 from qa.errors import BadQuestion, BadRequest, DocumentNotFound, GeneratorError
 from qa.extractive import choose_support, compose, short_answer_span
 from qa.generate import Generator, build_messages, clean_generation
 from qa.rank import score_sentences
 from qa.retrieve import Retriever, question_terms
-from qa.types import Answer, AnswerMode, Citation, Hit, ScoredSentence
+from qa.types import Answer, AnswerMode, Citation, ScoredSentence
 from qa.verify import Verdict, early_reject, states_value, verify_answer
 
 log = logging.getLogger("qa")
@@ -45,7 +45,13 @@ def _abstain_text(reason: str) -> str:
 class Pipeline:
     """Answers questions over one loaded index. Thread-safe: model calls are serialised by a lock."""
 
-    def __init__(self, data: IndexData, embedder: Embedder, generator: Generator | None, options: PipelineOptions = PipelineOptions()) -> None:
+    def __init__(
+        self,
+        data: IndexData,
+        embedder: Embedder,
+        generator: Generator | None,
+        options: PipelineOptions = PipelineOptions(),
+    ) -> None:
         self.data = data
         self.embedder = embedder
         self.generator = generator
@@ -112,8 +118,15 @@ class Pipeline:
             t1 = time.perf_counter()
             shown_hits = tuple(hits[:k])
             if decision.abstain:
-                return Answer(question, _abstain_text(decision.reason), AnswerMode.ABSTAINED, (), shown_hits,
-                              _timings(t0, t1, t1, time.perf_counter()), decision.reason)
+                return Answer(
+                    question,
+                    _abstain_text(decision.reason),
+                    AnswerMode.ABSTAINED,
+                    (),
+                    shown_hits,
+                    _timings(t0, t1, t1, time.perf_counter()),
+                    decision.reason,
+                )
             evidence = ranked[: self.options.evidence_sentences]
             generated: str | None = None
             failure = ""
@@ -134,10 +147,14 @@ class Pipeline:
         t3 = time.perf_counter()
         return Answer(question, text, mode, citations, shown_hits, _timings(t0, t1, t2, t3), reason, generated)
 
-    def _decide(self, question: str, terms: list[tuple[str, str]], ranked: list[ScoredSentence], atype: AnswerType | None) -> Decision:
+    def _decide(
+        self, question: str, terms: list[tuple[str, str]], ranked: list[ScoredSentence], atype: AnswerType | None
+    ) -> Decision:
         missing = tuple(raw for term, raw in terms if not self.retriever.term_known(term, raw))
         first_word = question.split()[0] if question.split() else ""
-        names = {m.group(1).lower().rstrip("'’s.,") for m in _CAP_WORD_RE.finditer(question) if m.group(1) != first_word}
+        names = {
+            m.group(1).lower().rstrip("'’s.,") for m in _CAP_WORD_RE.finditer(question) if m.group(1) != first_word
+        }
         best = ranked[0] if ranked else None
         top = ranked[:3]
         evidence = Evidence(
@@ -153,8 +170,12 @@ class Pipeline:
         return decide(evidence, self.options.policy)
 
     def _verified_answer(
-        self, question: str, atype: AnswerType | None, evidence: list[ScoredSentence],
-        ranked: list[ScoredSentence], generated: str | None,
+        self,
+        question: str,
+        atype: AnswerType | None,
+        evidence: list[ScoredSentence],
+        ranked: list[ScoredSentence],
+        generated: str | None,
     ) -> tuple[str, AnswerMode, tuple[Citation, ...], str]:
         docs = self.data.documents
         sources = [(s.sentence.doc_id, s.sentence.start, s.sentence.end) for s in evidence]

@@ -58,7 +58,7 @@ def score_sentences(
     ids = sorted(prior)
     dense = data.sentence_vectors[ids] @ query_vector
     scored = []
-    for sid, cos in zip(ids, dense):
+    for sid, cos in zip(ids, dense, strict=True):
         sentence = data.sentences[sid]
         cov = coverage(question_terms, content_terms(sentence.text), retriever.idf, retriever.default_idf)
         typed = atype is not None and has_type(sentence.text, atype)

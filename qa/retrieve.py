@@ -73,7 +73,7 @@ class Retriever:
         depth = min(self.candidates, n)
         dense_scores, dense_ids = self.passage_index.search(query_vector.reshape(1, -1), depth)
         dense_ranking = [int(i) for i in dense_ids[0] if i >= 0]
-        dense_by_id = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0]) if i >= 0}
+        dense_by_id = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0], strict=True) if i >= 0}
         terms = [t for t in content_terms(question) if t in self.vocab]
         lexical_ranking: list[int] = []
         if terms:
@@ -87,7 +87,7 @@ class Retriever:
         missing = [pid for pid in ordered if pid not in dense_by_id]
         if missing:  # BM25-only hits still report their cosine similarity
             vecs = self.data.passage_vectors[missing]
-            for pid, score in zip(missing, vecs @ query_vector):
+            for pid, score in zip(missing, vecs @ query_vector, strict=True):
                 dense_by_id[pid] = float(score)
         return [
             Hit(self.data.passages[pid], fused[pid], dense_by_id[pid], dense_rank.get(pid, 0), lexical_rank.get(pid, 0))
@@ -111,7 +111,13 @@ class Retriever:
         def fix(match: re.Match[str]) -> str:
             raw = match.group(0)
             low = raw.lower()
-            if len(low) < 5 or low in STOPWORDS or low in QUESTION_WORDS or low in self.raw_words or stem(low) in self.vocab:
+            if (
+                len(low) < 5
+                or low in STOPWORDS
+                or low in QUESTION_WORDS
+                or low in self.raw_words
+                or stem(low) in self.vocab
+            ):
                 return raw
             for w in self._sorted_words:
                 if w[:1] == low[:1] and abs(len(w) - len(low)) <= 1 and edit_distance_at_most_one(low, w):
@@ -125,7 +131,10 @@ class Retriever:
         if term in self.vocab or raw in self.raw_words:
             return True
         if len(raw) >= 5 and not raw[0].isdigit():
-            return any(abs(len(w) - len(raw)) <= 1 and w[:1] == raw[:1] and edit_distance_at_most_one(raw, w) for w in self.raw_words)
+            return any(
+                abs(len(w) - len(raw)) <= 1 and w[:1] == raw[:1] and edit_distance_at_most_one(raw, w)
+                for w in self.raw_words
+            )
         return False
 
     def term_idf(self, term: str) -> float:

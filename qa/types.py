@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from index.chunking import Passage, Sentence
 
 
-class AnswerMode(str, Enum):
+class AnswerMode(StrEnum):
     GENERATED = "generated"  # the generator's text passed verification
     EXTRACTIVE = "extractive"  # verified quotes from the articles (generator absent or failed)
     ABSTAINED = "abstained"  # the evidence does not answer the question

@@ -23,7 +23,9 @@ _HARMLESS = frozenset(
     "based overall however also".split()
 )
 _MAX_ANSWER_CHARS = 600
-_SCALE_WORDS = frozenset("thousand million millions billion billions trillion bn m mn k per cent percent % pounds pound sterling dollars euros".split())
+_SCALE_WORDS = frozenset(
+    "thousand million millions billion billions trillion bn m mn k per cent percent % pounds pound sterling dollars euros".split()
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ def novel_support(text: str, evidence: Sequence[str], question: str) -> tuple[in
     asked = set(content_terms(question))
     # Quantities are checked by value (unsupported_quantities), so "£1bn" vs "£1 billion" is no word gap.
     novel = [
-        t for t in content_terms(strip_markers(text))
+        t
+        for t in content_terms(strip_markers(text))
         if t not in asked and not any(c.isdigit() for c in t) and t not in _SCALE_WORDS
     ]
     new_quantities = unsupported_quantities(text, [question])

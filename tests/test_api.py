@@ -67,7 +67,9 @@ def test_bad_input_is_a_clear_422(client, payload, fragment):
     assert "Traceback" not in r.text
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b'{"question": "\\ud800"}', b'{"question": "a\\u0000b"}'])
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b"", b"\xff\xfe", b'{"question": "\\ud800"}', b'{"question": "a\\u0000b"}']
+)
 def test_malformed_bodies_never_500(client, raw):
     r = client.post("/v1/ask", content=raw, headers={"content-type": "application/json"})
     assert r.status_code < 500, r.text

@@ -32,7 +32,9 @@ def test_offsets_index_original_text_with_nbsp_and_typographic_quotes():
 
 def test_passages_overlap_and_cover_every_sentence(seed_docs):
     doc = seed_docs[0]
-    sentences, passages = chunk_document(doc, first_sentence_id=0, first_passage_id=0, sentences_per_passage=3, overlap=1)
+    sentences, passages = chunk_document(
+        doc, first_sentence_id=0, first_passage_id=0, sentences_per_passage=3, overlap=1
+    )
     assert sentences and passages
     for s in sentences:
         assert doc.text[s.start : s.end] == s.text
@@ -41,7 +43,7 @@ def test_passages_overlap_and_cover_every_sentence(seed_docs):
         assert 1 <= len(p.sentence_ids) <= 3
     covered = {sid for p in passages for sid in p.sentence_ids}
     assert covered == {s.sentence_id for s in sentences}
-    for prev, nxt in zip(passages, passages[1:]):
+    for prev, nxt in zip(passages, passages[1:], strict=False):
         assert prev.sentence_ids[-1] == nxt.sentence_ids[0]  # one-sentence overlap
 
 

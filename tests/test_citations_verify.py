@@ -4,7 +4,7 @@ import pytest
 
 from index.documents import parse_document
 from qa.answer_types import AnswerType
-from qa.citations import cite_in_order, citation_is_valid, make_citation, parse_markers, renumber, strip_markers
+from qa.citations import citation_is_valid, cite_in_order, make_citation, parse_markers, renumber, strip_markers
 from qa.verify import early_reject, name_claims, states_value, unsupported_names, unsupported_quantities, verify_answer
 
 QUOTE = "Health secretary Andrew Lansley has confirmed that around £1 billion savings will be delivered to the NHS from CSC’s contract."

@@ -51,7 +51,9 @@ def test_corroborating_source_from_other_document_is_cited(tiny_index, embedder)
     _check_citations(answer, pipeline.documents)
 
 
-@pytest.mark.parametrize("question", ["What is the capital of Australia?", "Write a poem about zebras", "Who won the 1966 World Cup?"])
+@pytest.mark.parametrize(
+    "question", ["What is the capital of Australia?", "Write a poem about zebras", "Who won the 1966 World Cup?"]
+)
 def test_off_topic_questions_abstain_without_calling_the_generator(tiny_pipeline, scripted, question):
     answer = tiny_pipeline.ask(question)
     assert answer.abstained and answer.mode is AnswerMode.ABSTAINED
@@ -101,8 +103,13 @@ def test_answer_prefix_is_dropped(tiny_pipeline, scripted):
 
 @pytest.mark.parametrize(
     ("question", "top_k", "error"),
-    [("", None, BadQuestion), ("   \n", None, BadQuestion), ("x" * 1001, None, BadQuestion),
-     ("ok?", 0, BadRequest), ("ok?", 21, BadRequest)],
+    [
+        ("", None, BadQuestion),
+        ("   \n", None, BadQuestion),
+        ("x" * 1001, None, BadQuestion),
+        ("ok?", 0, BadRequest),
+        ("ok?", 21, BadRequest),
+    ],
 )
 def test_bad_input(tiny_pipeline, question, top_k, error):
     with pytest.raises(error):

@@ -15,7 +15,9 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"])
 def list_documents(pipeline: PipelineDep) -> DocumentList:
     """Ids, titles and lengths of the indexed documents."""
     return DocumentList(
-        documents=[DocumentSummary(doc_id=d.doc_id, title=d.title, length=len(d.text)) for d in pipeline.documents.values()]
+        documents=[
+            DocumentSummary(doc_id=d.doc_id, title=d.title, length=len(d.text)) for d in pipeline.documents.values()
+        ]
     )
 
 

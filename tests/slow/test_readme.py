@@ -31,7 +31,11 @@ def server(real_index_dir, tmp_path_factory):
     env = {**os.environ, "QA_INDEX_DIR": str(real_index_dir), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -68,5 +72,7 @@ def test_readme_curl_question(server):
 
 
 def test_server_answers_bad_input_with_4xx(server):
-    r = httpx.post(f"{server}/v1/ask", content=b'{"question": ', headers={"content-type": "application/json"}, timeout=10)
+    r = httpx.post(
+        f"{server}/v1/ask", content=b'{"question": ', headers={"content-type": "application/json"}, timeout=10
+    )
     assert r.status_code == 422 and "error" in r.json()

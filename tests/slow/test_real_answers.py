@@ -78,7 +78,37 @@ def test_off_topic_and_unanswerable_questions_abstain(real_pipeline, question):
 def test_generator_is_greedy_and_deterministic(real_pipeline):
     from qa.generate import build_messages
 
-    messages = build_messages("How many GP practices?", ["CSC was contracted to install systems at 4,400 GP practices."])
+    messages = build_messages(
+        "How many GP practices?", ["CSC was contracted to install systems at 4,400 GP practices."]
+    )
     first = real_pipeline.generator.generate(messages, max_new_tokens=12)
     second = real_pipeline.generator.generate(messages, max_new_tokens=12)
     assert first == second and first.strip()
+
+
+def test_hybrid_and_sentence_scoring_rank_the_savings_sentence_first(real_pipeline):
+    from qa.answer_types import expected_type
+    from qa.rank import score_sentences
+    from qa.retrieve import question_terms
+
+    q = "How much is CSC saving?"
+    r = real_pipeline.retriever
+    v = r.embed_query(q)
+    ranked = score_sentences(r, [t for t, _ in question_terms(q)], v, r.search(q, v, 8), expected_type(q))
+    assert "£1 billion savings" in ranked[0].sentence.text
+    # Dense similarity alone does not put it first; the lexical and money cues do.
+    by_dense = sorted(ranked, key=lambda s: -s.dense)
+    assert "£1 billion savings" not in by_dense[0].sentence.text
+
+
+def test_a_local_model_directory_plugs_in_without_code_changes(real_settings):
+    """QA_GENERATOR=local with any Hugging Face directory (here: the converted packaged model)."""
+    from qa.generate import convert_packaged_model
+    from qa.pipeline import Pipeline
+
+    model_dir = convert_packaged_model(real_settings.cache_dir)
+    settings = real_settings.model_copy(update={"generator": "local", "generator_path": model_dir})
+    pipeline = Pipeline.from_settings(settings)
+    assert pipeline.generator.model_id == str(model_dir)
+    answer = pipeline.ask("How many GP practices was CSC contracted to install a care records system at?")
+    assert "4,400" in answer.text and answer.citations

