@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast index bench lint clean
+.PHONY: install serve test test-fast browser index bench eval eval-baseline squad lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ index: $(STAMP)
 serve: index
 	$(PY) -m qa.cli serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+# Debian's chromium for the chat-page browser test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; the browser test will be skipped"
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -34,6 +41,15 @@ test-fast: $(STAMP)
 
 bench: index
 	$(PY) -m eval.bench
+
+eval: index
+	$(PY) -m qa.cli eval --compare eval/baseline/seed.json
+
+eval-baseline: index
+	$(PY) -m qa.cli eval --out eval/baseline --name seed
+
+squad: $(STAMP)
+	$(PY) -m qa.cli eval squad ../shared/benchmarks/squad2-dev-a.json --json eval/out/squad.json
 
 lint: $(STAMP)
 	$(PY) -m ruff check qa index api eval tests

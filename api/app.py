@@ -7,11 +7,12 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
-from api.deps import AppState
-from api.routers import ask, documents, health
+from api.deps import AppState, require_api_key
+from api.routers import ask, chat_page, documents, health, openai_compat
 from qa.config import Settings, get_settings
 from qa.errors import QAError
 from qa.pipeline import Pipeline
@@ -55,8 +56,19 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         lifespan=lifespan,
     )
     app.state.qa = state
+    app.state.settings = settings
     errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    guarded = [Depends(require_api_key)]
     app.include_router(health.router)
-    app.include_router(ask.router)
-    app.include_router(documents.router)
+    app.include_router(chat_page.router)
+    app.include_router(ask.router, dependencies=guarded)
+    app.include_router(documents.router, dependencies=guarded)
+    app.include_router(openai_compat.router, dependencies=guarded)
     return app

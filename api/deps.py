@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import threading
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.errors import APIError
+from qa.config import Settings
 from qa.errors import NotReady, QAError
 from qa.pipeline import Pipeline
 
@@ -34,5 +37,25 @@ def get_pipeline(state: Annotated[AppState, Depends(get_state)]) -> Pipeline:
     raise NotReady("the index and models are still loading; retry in a few seconds (see /readyz)")
 
 
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def require_api_key(request: Request, settings: Annotated[Settings, Depends(get_app_settings)]) -> None:
+    """When QA_API_KEY is set, every /v1 route needs ``Authorization: Bearer <key>`` (401 otherwise)."""
+    if not settings.api_key:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        raise APIError(
+            401,
+            "invalid_request_error",
+            "missing or wrong API key: send Authorization: Bearer <key>",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]

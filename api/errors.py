@@ -1,4 +1,10 @@
-"""The one place where errors become HTTP responses, all in one JSON shape: {"error": {type, message}}."""
+"""The one place where errors become HTTP responses.
+
+Every error is ``{"error": {"message", "type", "param", "code"}}`` (plus ``details`` for validation):
+OpenAI's envelope, so chat front ends and the official SDKs read our errors too. The native routes
+(/v1/ask, /v1/documents) answer validation errors with 422; the OpenAI-compatible routes
+(/v1/chat/completions, /v1/models) with 400 and type ``invalid_request_error``, as OpenAI does.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +37,28 @@ _STATUS: list[tuple[type[QAError], int, str]] = [
     (IndexError_, 503, "index_unavailable"),
     (GeneratorError, 502, "generator_failed"),
 ]
+OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
+
+
+class APIError(Exception):
+    """An HTTP error raised by the api layer itself (auth, body size), already carrying its status."""
+
+    def __init__(self, status: int, kind: str, message: str, *, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.code, self.headers = status, kind, message, code, headers
 
 
 def error_json(
-    status: int, kind: str, message: str, details: list[dict] | None = None, headers: dict | None = None
+    status: int,
+    kind: str,
+    message: str,
+    details: list[dict] | None = None,
+    headers: dict | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
-    body: dict = {"type": kind, "message": message}
+    body: dict = {"message": message, "type": kind, "param": param, "code": code}
     if details:
         body["details"] = details
     return JSONResponse(status_code=status, content={"error": body}, headers=headers)
@@ -47,6 +69,10 @@ def status_for(exc: QAError) -> tuple[int, str]:
         if isinstance(exc, cls):
             return status, kind
     return 500, "internal_error"
+
+
+def is_openai_route(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PREFIXES)
 
 
 def _clean_validation(errors: list) -> list[dict]:
@@ -61,15 +87,23 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(QAError)
     async def qa_error(request: Request, exc: QAError) -> JSONResponse:
         status, kind = status_for(exc)
+        if is_openai_route(request) and status == 422:
+            status, kind = 400, "invalid_request_error"
         headers = {"Retry-After": "5"} if status == 503 else None
         return error_json(status, kind, str(exc), headers=headers)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return error_json(exc.status, exc.kind, exc.message, headers=exc.headers, code=exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = _clean_validation(list(exc.errors()))
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body") or "body"
-        return error_json(422, "invalid_request", f"{where}: {first['msg']}", details)
+        if is_openai_route(request):
+            return error_json(400, "invalid_request_error", f"{where}: {first['msg']}", details, param=where)
+        return error_json(422, "invalid_request", f"{where}: {first['msg']}", details, param=where)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

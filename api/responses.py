@@ -5,6 +5,7 @@ from __future__ import annotations
 from api.schemas import ErrorResponse
 
 _DESCRIPTIONS = {
+    400: "Invalid request (OpenAI-compatible routes)",
     401: "Missing or wrong API key",
     404: "No such document",
     413: "Request body too large",

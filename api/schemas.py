@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -21,6 +21,11 @@ class AskRequest(BaseModel):
         description="The question; must not be blank. At most 1000 characters (QA_MAX_QUESTION_CHARS may lower it).",
     )
     top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="How many passages to return (default 5).")
+    history: list[Annotated[StrictStr, Field(max_length=1000)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Earlier user questions, oldest first, so follow-ups like 'And how many trusts?' keep their context.",
+    )
 
 
 class CitationOut(BaseModel):
@@ -108,8 +113,12 @@ class Ready(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    type: str = Field(..., description="Machine-readable error kind, e.g. bad_question, not_ready.")
     message: str
+    type: str = Field(
+        ..., description="Machine-readable error kind, e.g. bad_question, not_ready, invalid_request_error."
+    )
+    param: str | None = None
+    code: str | None = None
     details: list[dict] | None = None
 
 

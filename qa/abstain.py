@@ -23,7 +23,7 @@ class Evidence:
 class AbstainPolicy:
     """Thresholds, set on the hand-written eval set; see eval/ for how they were measured."""
 
-    min_score: float = 0.42
+    min_score: float = 0.5
     min_dense_when_terms_missing: float = 0.55
     override_dense: float = 0.72
     max_missing_share: float = 0.5

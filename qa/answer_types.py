@@ -54,6 +54,14 @@ _PLACE_RE = re.compile(
     r"\b(?:in|at|from|to|across|near)\s+((?:the\s+)?[A-Z][a-zA-Z]+(?:(?:,\s+|\s+and\s+|\s+)[A-Z][a-zA-Z]+)*)"
 )
 
+# "Which trust ...?", "What product ...?": nouns whose instances have proper names.
+_NAMED_NOUNS = frozenset(
+    "person minister secretary company companies firm organisation organization supplier provider product products "
+    "system software trust trusts body department publication newspaper magazine programme brand agency "
+    "government party hospital".split()
+)
+_HEAD_RE = re.compile(r"\b(?:which|what)\s+([a-z]+)")
+
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"\bhow much\b"), AnswerType.MONEY),
     (
@@ -74,7 +82,8 @@ _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     ),
     (
         re.compile(
-            r"\bwho(?:m|se)?\b|\bwhich (?:person|minister|secretary|company|firm|organi[sz]ation|supplier|provider)\b"
+            r"\bwho(?:m|se)?\b|\bname of\b|\bwhat is (?:it|\w+) called\b|"
+            rf"\b(?:which|what) (?:{'|'.join(sorted(_NAMED_NOUNS))})\b"
         ),
         AnswerType.ENTITY,
     ),
@@ -93,6 +102,15 @@ def expected_type(question: str) -> AnswerType | None:
         if pattern.search(q):
             return atype
     return None
+
+
+def head_noun(question: str) -> str | None:
+    """The noun a which/what question asks about, when it names a kind of named thing.
+
+    Example: head_noun("Which trust pulled out?") -> "trust"; head_noun("What happened?") -> None
+    """
+    m = _HEAD_RE.search(normalize(question))
+    return m.group(1) if m and m.group(1) in _NAMED_NOUNS else None
 
 
 def _person_spans(text: str) -> list[tuple[int, int]]:
@@ -130,7 +148,7 @@ def find_spans(text: str, atype: AnswerType) -> list[tuple[int, int]]:
     if atype is AnswerType.ENTITY:
         spans = _person_spans(text)
         spans += [m.span() for m in _ACRONYM_RE.finditer(text)]
-        spans += [m.span() for m in _ORG_SEQ_RE.finditer(text) if not any(s <= m.start() < e for s, e in spans)]
+        spans += [m.span() for m in _ORG_SEQ_RE.finditer(text)]  # overlapping fragments are resolved by callers
         return sorted(set(spans))
     if atype is AnswerType.PLACE:
         return [m.span(1) for m in _PLACE_RE.finditer(text)]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from qa.config import Settings
 from qa.errors import QAError
+from qa.progress import progress_reporter
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -20,8 +21,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from index.documents import load_documents
     from index.embedder import SentenceTransformerEmbedder
     from index.store import build_index, index_state, save_index
@@ -36,15 +35,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
             return 0
         print(f"index in {settings.index_dir} is {state}; building", file=sys.stderr)
     embedder.warm_up()
-    bar = tqdm(total=0, unit="text", desc="embedding", disable=None, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    progress = progress_reporter("embedding", "text")
     data = build_index(docs, embedder, progress=progress)
-    bar.close()
     folder = save_index(data, Path(settings.index_dir))
     m = data.manifest
     print(f"built {folder}: {m.documents} documents, {m.passages} passages, {m.sentences} sentences", file=sys.stderr)
@@ -80,12 +72,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from eval.cli import run
-
-    return run(args)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qa", description="Cited question answering over news articles.")
     parser.add_argument("--index-dir", dest="index_dir", type=Path, help="index directory (default .index)")
@@ -110,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--generator", choices=["packaged", "local", "openai", "none"])
     serve.set_defaults(func=cmd_serve)
+
+    from eval.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
 
     args = parser.parse_args(argv)
     try:

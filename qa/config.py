@@ -48,8 +48,17 @@ class Settings(BaseSettings):
     )
     max_new_tokens: int = Field(32, ge=1, le=512)
 
+    abstain_min_score: float = Field(
+        0.5, ge=0, le=1, description="abstain when the best sentence scores below this (see eval/README.md)"
+    )
     torch_threads: int = Field(2, ge=1, description="2 measured fastest for SmolLM2 on 2 cores")
     faiss_threads: int = Field(1, ge=1, description="1 measured fastest for tiny queries")
+
+    served_model_name: str = Field("newsqa", description="model id shown by /v1/models and in completions")
+    api_key: str = Field("", description="when set, /v1/* requires Authorization: Bearer <api_key>")
+    cors_origins: list[str] = Field(
+        default_factory=list, description='browser origins allowed, e.g. ["http://localhost:3000"]'
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

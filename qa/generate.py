@@ -158,6 +158,10 @@ class TransformersGenerator:
                 setattr(model.generation_config, name, None)
         self._model = model
 
+    @property
+    def tokenizer(self):  # noqa: ANN201 - the Hugging Face tokenizer once warmed up, for token counts
+        return self._tokenizer
+
     def generate(
         self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
     ) -> str:

@@ -6,8 +6,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from index.documents import Document
@@ -15,9 +15,10 @@ from index.embedder import Embedder, SentenceTransformerEmbedder
 from index.store import IndexData, load_index
 from qa.abstain import AbstainPolicy, Decision, Evidence, decide
 from qa.answer_types import AnswerType, expected_type
-from qa.citations import citation_is_valid, cite_in_order, make_citation, parse_markers, renumber
+from qa.citations import citation_is_valid, cite_in_order, make_citation, parse_markers, renumber, strip_markers
+from qa.conversation import contextualize
 from qa.errors import BadQuestion, BadRequest, DocumentNotFound, GeneratorError
-from qa.extractive import choose_support, compose, short_answer_span
+from qa.extractive import asks_for_several, choose_several, choose_support, compose, short_answer_span, untyped_span
 from qa.generate import Generator, build_messages, clean_generation
 from qa.rank import score_sentences
 from qa.retrieve import Retriever, question_terms
@@ -75,6 +76,7 @@ class Pipeline:
             max_top_k=settings.max_top_k,
             evidence_sentences=settings.evidence_sentences,
             max_new_tokens=settings.max_new_tokens,
+            policy=AbstainPolicy(min_score=settings.abstain_min_score),
         )
         return cls(data, embedder, generator, options)
 
@@ -88,6 +90,13 @@ class Pipeline:
             return self.data.documents[doc_id]
         except KeyError:
             raise DocumentNotFound(f"no document with id {doc_id!r}; GET /v1/documents lists the ids") from None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the generator's tokenizer when it has one, else word pieces."""
+        tokenizer = getattr(self.generator, "tokenizer", None)
+        if tokenizer is not None:
+            return len(tokenizer.encode(text, add_special_tokens=False))
+        return len(re.findall(r"\w+|[^\w\s]", text))
 
     # -- answering -------------------------------------------------------------------------------
     def check_question(self, question: str, top_k: int | None) -> tuple[str, int]:
@@ -104,17 +113,22 @@ class Pipeline:
             raise BadRequest(f"top_k must be between 1 and {self.options.max_top_k}; got {k}")
         return cleaned, k
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
+    def ask(
+        self, question: str, top_k: int | None = None, history: Sequence[str] = (), max_new_tokens: int | None = None
+    ) -> Answer:
+        """Answer ``question``; ``history`` holds earlier user turns, oldest first, for follow-ups."""
         question, k = self.check_question(question, top_k)
         t0 = time.perf_counter()
         with self._lock:
-            query = self.retriever.correct(question)
+            own = self.retriever.correct(question)
+            # History steers retrieval; term coverage and the answer type come from the question itself.
+            query = self.retriever.correct(contextualize(question, history))
             query_vector = self.retriever.embed_query(query)
             hits = self.retriever.search(query, query_vector, max(k, 8))
-            atype = expected_type(query)
-            terms = question_terms(query)
+            atype = expected_type(own)
+            terms = question_terms(own)
             ranked = score_sentences(self.retriever, [t for t, _ in terms], query_vector, hits, atype)
-            decision = self._decide(query, terms, ranked, atype)
+            decision, evidence_facts = self._decide(own, terms, ranked, atype)
             t1 = time.perf_counter()
             shown_hits = tuple(hits[:k])
             if decision.abstain:
@@ -126,6 +140,7 @@ class Pipeline:
                     shown_hits,
                     _timings(t0, t1, t1, time.perf_counter()),
                     decision.reason,
+                    evidence=evidence_facts,
                 )
             evidence = ranked[: self.options.evidence_sentences]
             generated: str | None = None
@@ -135,21 +150,32 @@ class Pipeline:
                 try:
                     generated = self.generator.generate(
                         build_messages(question, sources),
-                        max_new_tokens=self.options.max_new_tokens,
+                        max_new_tokens=min(self.options.max_new_tokens, max_new_tokens or self.options.max_new_tokens),
                         should_stop=lambda partial: early_reject(partial, sources),
                     )
                 except GeneratorError as exc:  # a broken generator degrades to extractive answers
                     log.warning("generator failed, answering extractively: %s", exc)
                     failure = f"generator failed: {exc}"
             t2 = time.perf_counter()
-        text, mode, citations, reason = self._verified_answer(question, atype, evidence, ranked, generated)
+        text, mode, citations, reason, short = self._verified_answer(question, atype, evidence, ranked, generated)
         reason = failure or reason
         t3 = time.perf_counter()
-        return Answer(question, text, mode, citations, shown_hits, _timings(t0, t1, t2, t3), reason, generated)
+        return Answer(
+            question,
+            text,
+            mode,
+            citations,
+            shown_hits,
+            _timings(t0, t1, t2, t3),
+            reason,
+            generated,
+            short,
+            evidence_facts,
+        )
 
     def _decide(
         self, question: str, terms: list[tuple[str, str]], ranked: list[ScoredSentence], atype: AnswerType | None
-    ) -> Decision:
+    ) -> tuple[Decision, dict]:
         missing = tuple(raw for term, raw in terms if not self.retriever.term_known(term, raw))
         first_word = question.split()[0] if question.split() else ""
         names = {
@@ -167,7 +193,7 @@ class Pipeline:
             expected_type=atype.value if atype else None,
             type_found=atype is None or any(s.type_match for s in top),
         )
-        return decide(evidence, self.options.policy)
+        return decide(evidence, self.options.policy), asdict(evidence)
 
     def _verified_answer(
         self,
@@ -176,7 +202,7 @@ class Pipeline:
         evidence: list[ScoredSentence],
         ranked: list[ScoredSentence],
         generated: str | None,
-    ) -> tuple[str, AnswerMode, tuple[Citation, ...], str]:
+    ) -> tuple[str, AnswerMode, tuple[Citation, ...], str, str]:
         docs = self.data.documents
         sources = [(s.sentence.doc_id, s.sentence.start, s.sentence.end) for s in evidence]
         reason = "no generator configured"
@@ -203,14 +229,19 @@ class Pipeline:
                 answer = renumber(text, mapping)
                 if auto:
                     answer = f"{answer.rstrip()} [1]"
-                return answer, AnswerMode.GENERATED, tuple(citations), ""
+                return answer, AnswerMode.GENERATED, tuple(citations), "", lead or strip_markers(answer)
             reason = "generated answer failed verification: " + "; ".join(verdict.problems or ("no citation",))
         chosen = choose_support(ranked, atype, lead)
+        if atype is not None and asks_for_several(question):
+            several, values = choose_several(ranked, atype, question)
+            if len(values) > 1:
+                chosen, lead = several, "; ".join(values)
         citations = tuple(
             make_citation(i, docs[s.sentence.doc_id], s.sentence.start, s.sentence.end) for i, s in enumerate(chosen, 1)
         )
         assert all(citation_is_valid(c, docs) for c in citations)  # by construction; guards regressions
-        return compose([c.quote for c in citations], lead), AnswerMode.EXTRACTIVE, citations, reason
+        short = lead or (untyped_span(citations[0].quote, question) if citations else "")
+        return compose([c.quote for c in citations], lead), AnswerMode.EXTRACTIVE, citations, reason, short
 
 
 def _timings(t0: float, t1: float, t2: float, t3: float) -> dict[str, float]:

@@ -16,6 +16,7 @@ from qa.types import Hit
 
 RRF_K = 60
 _ALPHA_RE = re.compile(r"[^\W\d_]+")
+_QUESTION_VOCAB = sorted(QUESTION_WORDS)
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
@@ -102,24 +103,25 @@ class Retriever:
         return [int(i) for i in ids[0] if i >= 0]
 
     def correct(self, question: str) -> str:
-        """Replace words unknown to the corpus by a corpus word one edit away ("savngs" -> "savings").
+        """Replace words unknown to the corpus by a word one edit away ("savngs" -> "savings").
 
-        Only words of 5+ letters that are not stopwords are touched; the first close word in sorted
-        order wins, so the result is deterministic.
+        Words of 5+ letters snap to corpus words, words of 3-4 letters only to question words
+        ("mny" -> "many"); the first close word in sorted order wins, so the result is deterministic.
         """
 
         def fix(match: re.Match[str]) -> str:
             raw = match.group(0)
             low = raw.lower()
             if (
-                len(low) < 5
+                len(low) < 3
                 or low in STOPWORDS
                 or low in QUESTION_WORDS
                 or low in self.raw_words
                 or stem(low) in self.vocab
             ):
                 return raw
-            for w in self._sorted_words:
+            candidates = _QUESTION_VOCAB if len(low) < 5 else self._sorted_words
+            for w in candidates:
                 if w[:1] == low[:1] and abs(len(w) - len(low)) <= 1 and edit_distance_at_most_one(low, w):
                     return w
             return raw

@@ -58,6 +58,8 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     generator_text: str | None = None
+    short_answer: str = ""  # the typed span (amount, date, name) when found, else the answer without quotes
+    evidence: dict = field(default_factory=dict)  # the numbers the abstention decision used
 
     @property
     def abstained(self) -> bool:

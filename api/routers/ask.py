@@ -12,7 +12,7 @@ from api.schemas import AskRequest, AskResponse
 router = APIRouter(prefix="/v1", tags=["ask"])
 
 
-@router.post("/ask", response_model=AskResponse, responses=errors(422, 503))
+@router.post("/ask", response_model=AskResponse, responses=errors(401, 422, 503))
 async def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
     """Answer a question from the indexed articles.
 
@@ -20,5 +20,5 @@ async def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
     the cited quotes. When the articles do not contain the answer, `abstained` is true, `citations` is
     empty and `passages` lists the closest passages.
     """
-    answer = await run_in_threadpool(pipeline.ask, body.question, body.top_k)
+    answer = await run_in_threadpool(pipeline.ask, body.question, body.top_k, body.history)
     return AskResponse.from_answer(answer)

@@ -11,7 +11,7 @@ from api.schemas import DocumentList, DocumentOut, DocumentSummary
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
-@router.get("", response_model=DocumentList, responses=errors(503))
+@router.get("", response_model=DocumentList, responses=errors(401, 503))
 def list_documents(pipeline: PipelineDep) -> DocumentList:
     """Ids, titles and lengths of the indexed documents."""
     return DocumentList(
@@ -21,7 +21,7 @@ def list_documents(pipeline: PipelineDep) -> DocumentList:
     )
 
 
-@router.get("/{doc_id}", response_model=DocumentOut, responses=errors(404, 503))
+@router.get("/{doc_id}", response_model=DocumentOut, responses=errors(401, 404, 503))
 def get_document(doc_id: str, pipeline: PipelineDep) -> DocumentOut:
     """The full text of one document; citation offsets index this `text`."""
     doc = pipeline.document(doc_id)

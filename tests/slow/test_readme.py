@@ -76,3 +76,25 @@ def test_server_answers_bad_input_with_4xx(server):
         f"{server}/v1/ask", content=b'{"question": ', headers={"content-type": "application/json"}, timeout=10
     )
     assert r.status_code == 422 and "error" in r.json()
+
+
+def test_openai_sdk_against_the_real_server(server):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused")
+    first = [
+        {"role": "user", "content": "How many GP practices was CSC contracted to install a care records system at?"}
+    ]
+    done = client.chat.completions.create(model="newsqa", messages=first)
+    assert "4,400" in done.choices[0].message.content and done.model_extra["citations"]
+    follow = [
+        *first,
+        {"role": "assistant", "content": done.choices[0].message.content},
+        {"role": "user", "content": "And how many trusts?"},
+    ]
+    pieces = [
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model="newsqa", messages=follow, stream=True)
+        if c.choices
+    ]
+    assert "171" in "".join(pieces)

@@ -1,0 +1,156 @@
+"""``qa eval``: the hand-written eval set (default) or ``qa eval squad FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from eval.dataset import DEFAULT_DATASET, DatasetError, load_dataset
+from qa.progress import progress_reporter
+
+DEFAULT_OUT = Path("eval/out")
+
+
+def add_parser(sub) -> None:  # noqa: ANN001
+    p = sub.add_parser(
+        "eval",
+        help="run the eval set, or `qa eval squad FILE` for a SQuAD 2.0 file",
+        description="qa eval [--dataset FILE] [--url URL] [--compare BASELINE] | qa eval squad FILE [--limit N]",
+    )
+    p.add_argument("target", nargs="*", help="empty for the eval set, or: squad FILE")
+    p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="eval file (YAML or JSONL)")
+    p.add_argument("--url", help="evaluate a running server instead of an in-process pipeline")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for report.json/.md/.png")
+    p.add_argument("--name", default="report", help="file stem of the report files (default report)")
+    p.add_argument("--compare", type=Path, help="a baseline report.json: print improvements and regressions")
+    p.add_argument("--generator", choices=["packaged", "local", "openai", "none"])
+    p.add_argument("--limit", type=int, help="squad: questions to sample (default all)")
+    p.add_argument("--sample-seed", type=int, default=0, help="squad: sampling seed")
+    p.add_argument("--json", dest="json_out", type=Path, help="squad: where to write the JSON report")
+    p.add_argument("--squad-index-dir", type=Path, help="squad: index folder (default .index-squad/<file hash>)")
+    p.set_defaults(func=run)
+
+
+def _bar(desc: str):  # noqa: ANN202
+    return progress_reporter(desc, "question")
+
+
+def _deterministic(settings) -> None:  # noqa: ANN001
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    torch.set_num_threads(settings.torch_threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    from qa.cli import _settings
+
+    settings = _settings(args)
+    if args.target and args.target[0] == "squad":
+        if len(args.target) != 2:
+            print("usage: qa eval squad FILE [--limit N] [--sample-seed S] [--json OUT]", file=sys.stderr)
+            return 2
+        return run_squad(Path(args.target[1]), args, settings)
+    if args.target:
+        print(f"unknown eval target {args.target[0]!r}; use `qa eval` or `qa eval squad FILE`", file=sys.stderr)
+        return 2
+    from eval import report as rep
+    from eval.runner import InProcess, OverHttp
+    from eval.runner import run as run_items
+
+    try:
+        items = load_dataset(args.dataset)
+    except (DatasetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.url:
+        backend = OverHttp(args.url)
+    else:
+        from qa.pipeline import Pipeline
+
+        _deterministic(settings)
+        backend = InProcess(Pipeline.from_settings(settings))
+    rows = run_items(items, backend, _bar("eval"))
+    meta = {"dataset": str(args.dataset), **backend.describe()}
+    report = rep.build_report(rows, meta)
+    path = rep.write(report, args.out, args.name)
+    m = report["metrics"]
+    print(
+        f"correctness {m['correctness']:.3f}  citation validity {m['citation_validity']}  "
+        f"abstention P/R {m['abstention_precision']}/{m['abstention_recall']}  false refusals {m['false_refusal_rate']}"
+    )
+    print(f"report: {path} (+ .md, .png)")
+    if args.compare:
+        baseline = json.loads(args.compare.read_text(encoding="utf-8"))
+        improved, regressed, lines = rep.compare(baseline, report)
+        print(f"\nvs {args.compare}:")
+        for line in lines:
+            print(f"  {line}")
+        print(f"\nimproved ({len(improved)}):")
+        for line in improved:
+            print(f"  + {line}")
+        print(f"\nregressed ({len(regressed)}):")
+        for line in regressed:
+            print(f"  - {line}")
+    return 0
+
+
+def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: ANN001
+    import time
+
+    from eval import squad
+    from index.embedder import SentenceTransformerEmbedder
+    from index.store import build_index, index_state, load_index, save_index
+    from qa.generate import make_generator
+    from qa.pipeline import Pipeline, _set_threads
+
+    _deterministic(settings)
+    _set_threads(settings.torch_threads, settings.faiss_threads)
+    docs, questions = squad.load_squad(path)
+    chosen = squad.sample(questions, args.limit, args.sample_seed)
+    index_dir = args.squad_index_dir or Path(".index-squad") / squad.file_key(path)
+    embedder = SentenceTransformerEmbedder()
+    embedder.warm_up()
+    if index_state(index_dir, docs, embedder.model_id) != "fresh":
+        bar = _bar(f"indexing {len(docs)} paragraphs")
+        t = time.perf_counter()
+        save_index(build_index(docs, embedder, progress=bar), index_dir)
+        print(f"indexed in {time.perf_counter() - t:.0f} s -> {index_dir}", file=sys.stderr)
+    pipeline = Pipeline(load_index(index_dir, embedder), embedder, make_generator(settings))
+    t = time.perf_counter()
+    result = squad.evaluate(pipeline, chosen, _bar("squad"))
+    elapsed = time.perf_counter() - t
+    result["meta"] = {
+        "file": str(path),
+        "file_sha256_12": squad.file_key(path),
+        "paragraphs": len(docs),
+        "questions_in_file": len(questions),
+        "questions_asked": len(chosen),
+        "sample_seed": args.sample_seed if args.limit else None,
+        "generator": pipeline.generator.model_id if pipeline.generator else "none",
+        "embedding_model": embedder.model_id,
+        "seconds": round(elapsed, 1),
+    }
+    for name in ("overall", "HasAns", "NoAns"):
+        b = result[name]
+        if b["n"]:
+            print(
+                f"{name:8s} n={b['n']:5d}  EM {b['exact']:6.2f}  F1 {b['f1']:6.2f}  abstained {b['abstained']:.2f}  "
+                f"hit@1 {b['hit@1']:.2f}  hit@5 {b['hit@5']:.2f}"
+            )
+    print(f"null baseline (always abstain) overall EM/F1: {result['null_baseline_overall']}")
+    print(
+        f"latency p50 {result['latency_ms']['p50']:.0f} ms  p95 {result['latency_ms']['p95']:.0f} ms; {elapsed:.0f} s total"
+    )
+    out = args.json_out or DEFAULT_OUT / "squad.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"report: {out}")
+    return 0

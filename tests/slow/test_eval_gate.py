@@ -1,0 +1,35 @@
+"""CI gate: the real pipeline on the hand-written eval set may not fall below the committed baseline.
+
+Tolerance: correctness may drop by at most 0.05 (about 3 of 65 questions, room for float differences
+between CPUs flipping a generated answer); citation validity must stay exactly 1.0; abstention
+precision and recall may drop by at most 0.05. Refresh the baseline with `make eval-baseline`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eval.dataset import load_dataset
+from eval.report import build_report, compare, deterministic_part
+from eval.runner import InProcess, run
+
+BASELINE = Path(__file__).resolve().parents[2] / "eval" / "baseline" / "seed.json"
+TOLERANCE = {"correctness": 0.05, "abstention_precision": 0.05, "abstention_recall": 0.05}
+
+
+def test_eval_does_not_regress_against_baseline(real_pipeline):
+    baseline = json.loads(BASELINE.read_text(encoding="utf-8"))
+    report = build_report(run(load_dataset(), InProcess(real_pipeline)), {"dataset": "seed"})
+    improved, regressed, lines = compare(baseline, report)
+    detail = "\n".join(["regressed:", *regressed, "metrics:", *lines])
+    m, b = report["metrics"], baseline["metrics"]
+    assert m["citation_validity"] == 1.0, detail
+    for key, tol in TOLERANCE.items():
+        assert m[key] >= b[key] - tol, f"{key} {m[key]} < baseline {b[key]} - {tol}\n{detail}"
+
+
+def test_real_eval_is_deterministic(real_pipeline):
+    items = load_dataset()[:8]
+    first, second = (build_report(run(items, InProcess(real_pipeline)), {"dataset": "seed"}) for _ in range(2))
+    assert deterministic_part(first) == deterministic_part(second)

@@ -1,0 +1,215 @@
+"""Eval metrics, dataset validation, reports and determinism (fake pipeline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eval import metrics
+from eval.dataset import CATEGORIES, DEFAULT_DATASET, DatasetError, load_dataset, support_spans
+from eval.report import aggregate, build_report, compare, deterministic_part, markdown, write
+from eval.runner import InProcess, run
+from qa.pipeline import Pipeline
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "ok"),
+    [
+        ("£1 billion: “…” [1]", "£1bn", True),
+        ("1 billion pounds", "£1bn", True),
+        ("171 trusts", "4,400", False),
+        ("Guy Hains: “…”", "guy hains", True),
+        ("Guy Hainsworth", "Guy Hains", False),
+        ("4400 GP", "4,400", True),
+    ],
+)
+def test_states(text, expected, ok):
+    assert metrics.states(text, expected) is ok
+
+
+def test_claim_is_the_lead():
+    assert metrics.claim("NHS: “... Lorenzo ...” [1]") == "NHS"
+    assert metrics.claim("The NHS saves £1bn [1].") == "The NHS saves £1bn [1]."
+    assert not metrics.answer_correct("NHS: “Lorenzo” [1]", False, answers=["Lorenzo"], all_of=[], must_abstain=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "abstained", "kw", "ok"),
+    [
+        ("£1bn", False, dict(answers=["£1bn"], all_of=[], must_abstain=False), True),
+        ("", True, dict(answers=["£1bn"], all_of=[], must_abstain=False), False),
+        ("", True, dict(answers=[], all_of=[], must_abstain=True), True),
+        ("£1bn", False, dict(answers=[], all_of=[], must_abstain=True), False),
+        ("£600m; £700m", False, dict(answers=[], all_of=["£600m", "£700m"], must_abstain=False), True),
+        ("£600m", False, dict(answers=[], all_of=["£600m", "£700m"], must_abstain=False), False),
+        ("CANARY-1", False, dict(answers=["CANARY-1"], all_of=[], must_abstain=False, forbidden=["canary-1"]), False),
+    ],
+)
+def test_answer_correct(text, abstained, kw, ok):
+    assert metrics.answer_correct(text, abstained, **kw) is ok
+
+
+def test_retrieval_metrics():
+    assert metrics.recall_at_k([("d", 0, 50)], [("d", 10, 20), ("d", 60, 70)], 5) == 0.5
+    assert metrics.recall_at_k([], [], 5) == 1.0
+    assert metrics.reciprocal_rank([("d", 0, 5), ("d", 10, 30)], [("d", 12, 14)]) == 0.5
+    assert metrics.reciprocal_rank([("e", 0, 50)], [("d", 0, 5)]) == 0.0
+
+
+def test_abstention_scores():
+    s = metrics.abstention_scores([True, True, False], [True, False, False])
+    assert s == {"precision": 0.5, "recall": 1.0, "false_refusal_rate": 0.5}
+    assert metrics.abstention_scores([False], [False])["precision"] is None
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "em", "f1"),
+    [
+        ("The Normans", "Normans", 1.0, 1.0),
+        ("in France", "France", 0.0, 2 / 3),
+        ("", "", 1.0, 1.0),
+        ("x", "", 0.0, 0.0),
+    ],
+)
+def test_squad_scores(pred, gold, em, f1):
+    got_em, got_f1 = metrics.squad_scores(pred, [gold])
+    assert got_em == em and got_f1 == pytest.approx(f1)
+
+
+def test_seed_dataset_is_valid_and_complete(seed_docs):
+    items = load_dataset(DEFAULT_DATASET)
+    assert len(items) >= 50
+    assert {i.category for i in items} == set(CATEGORIES)
+    assert sum(i.must_abstain for i in items) >= 10
+    assert any(i.question == "How much is CSC saving?" for i in items)
+    docs = {d.doc_id: d for d in seed_docs}
+    for item in items:
+        for doc_id, start, end in support_spans(item, docs):
+            assert docs[doc_id].text[start:end]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("- {id: a, question: q, category: nonsense, answers: [x], support: [{doc: d, quote: q}]}", "category"),
+        ("- {id: a, question: q, category: factual}", "answers"),
+        ("- {id: a, question: q, category: factual, answers: [x]}", "support"),
+        ("- {id: a, question: q, category: unanswerable, must_abstain: true, answers: [x]}", "no answers"),
+        ("- {id: a, question: q, category: factual, answers: [x], support: [{doc: d, quote: q}], bogus: 1}", "bogus"),
+        ("- {id: a, question: q, category: follow-up, answers: [x], support: [{doc: d, quote: q}]}", "history"),
+        ("{not: a list}", "list"),
+    ],
+)
+def test_bad_datasets_are_rejected(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(path)
+
+
+def test_quotes_must_occur_verbatim(tmp_path, tiny_docs):
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        "- {id: a, question: q, category: factual, answers: [x], support: [{doc: alpha, quote: not there}]}"
+    )
+    with pytest.raises(DatasetError, match="not found verbatim"):
+        support_spans(load_dataset(path)[0], {d.doc_id: d for d in tiny_docs})
+
+
+TINY_EVAL = """
+- {id: t1, category: numeric, question: "How many libraries does the council run?", answers: ["12"],
+   support: [{doc: alpha, quote: "12 libraries"}]}
+- {id: t2, category: numeric, question: "How much would the deal save a year?", answers: ["£40m"],
+   support: [{doc: alpha, quote: "save £40m a year"}]}
+- {id: t3, category: unanswerable, question: "What is the capital of Australia?", must_abstain: true}
+- {id: t4, category: follow-up, question: "And how many swimming pools?", answers: ["3"],
+   history: ["How many libraries does the council run?"], support: [{doc: alpha, quote: "3 swimming pools"}]}
+"""
+
+
+def test_eval_runs_are_deterministic_and_reported(tmp_path, tiny_index, embedder):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_EVAL)
+    items = load_dataset(path)
+    reports = [
+        build_report(run(items, InProcess(Pipeline(tiny_index, embedder, None))), {"dataset": "tiny"}) for _ in range(2)
+    ]
+    assert deterministic_part(reports[0]) == deterministic_part(reports[1])
+    m = reports[0]["metrics"]
+    assert m["correctness"] == 1.0 and m["citation_validity"] == 1.0 and m["abstention_recall"] == 1.0
+    assert set(reports[0]["by_category"]) == {"numeric", "unanswerable", "follow-up"}
+    out = write(reports[0], tmp_path / "out")
+    assert out.is_file() and (tmp_path / "out" / "report.png").stat().st_size > 1000
+    assert "| correctness | 1.00 |" in markdown(reports[0], "report.png")
+
+
+def test_compare_lists_regressions():
+    row = dict(id="a", category="numeric", question="q", abstained=False, answer="x", correct=True)
+    base = {"rows": [row], "metrics": {"correctness": 1.0}}
+    now = {"rows": [{**row, "correct": False, "answer": "y"}], "metrics": {"correctness": 0.0}}
+    improved, regressed, lines = compare(base, now)
+    assert improved == [] and len(regressed) == 1 and "was: x" in regressed[0]
+    assert lines == ["correctness: 1.000 -> 0.000 (-1.000)"]
+
+
+def test_aggregate_handles_empty_citations():
+    row = dict(
+        must_abstain=True,
+        abstained=True,
+        citations=0,
+        citations_valid=0,
+        citations_supported=0,
+        correct=True,
+        citation_support=None,
+        recall_at_k=None,
+        reciprocal_rank=None,
+        mode="abstained",
+    )
+    agg = aggregate([row])
+    assert agg["citation_validity"] is None and agg["abstention_recall"] == 1.0
+
+
+def test_squad_loader_and_sampling(tmp_path):
+    import json
+
+    from eval.squad import load_squad, sample
+
+    data = {
+        "data": [
+            {
+                "title": "Some_Topic",
+                "paragraphs": [
+                    {
+                        "context": "Paris is in France.",
+                        "qas": [
+                            {
+                                "id": "1",
+                                "question": "Where is Paris?",
+                                "answers": [{"text": "France", "answer_start": 12}],
+                                "is_impossible": False,
+                            },
+                            {"id": "2", "question": "Where is Rome?", "answers": [], "is_impossible": True},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    docs, questions = load_squad(path)
+    assert [d.doc_id for d in docs] == ["Some_Topic-000"] and docs[0].title == "Some Topic"
+    assert questions[0].answers == ("France",) and questions[1].impossible and questions[1].answers == ()
+    assert sample(questions, 1, 0) == sample(questions, 1, 0) and len(sample(questions, 1, 0)) == 1
+    assert Path(path).exists()
+
+
+def test_progress_lines_when_not_a_terminal(capsys):
+    from qa.progress import progress_reporter
+
+    tick = progress_reporter("eval", "question")
+    for n in range(1, 21):
+        tick(n, 20)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert 5 <= len(lines) <= 12 and lines[-1].startswith("eval: 20/20 questions")
