@@ -157,6 +157,31 @@ def main(argv: list[str] | None = None) -> int:
     a, b = results["packaged generator"], results["extractive only (baseline)"]
     print(f"  ratio generator / extractive p50: {pct(a, 0.5) / pct(b, 0.5):.1f}x  (target p50 <= 1500 ms)")
 
+    # What verify-then-stream costs: time to the role chunk, to the first content token, and to [DONE].
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    first_event, first_token, done = [], [], []
+    with TestClient(create_app(settings, pipeline=Pipeline(data, embedder, generator))) as client:
+        for q in QUESTIONS:
+            body = {"model": "newsqa", "messages": [{"role": "user", "content": q}], "stream": True}
+            t = time.perf_counter()
+            marks: list[float] = []
+            with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: ") and not marks:
+                        marks.append(time.perf_counter() - t)
+                    if '"content": "' in line and '"content": ""' not in line and len(marks) == 1:
+                        marks.append(time.perf_counter() - t)
+            done.append((time.perf_counter() - t) * 1000)
+            first_event.append(marks[0] * 1000)
+            first_token.append(marks[1] * 1000 if len(marks) > 1 else done[-1])
+    print("\nstreaming /v1/chat/completions (verify-then-stream):")
+    print(f"  first event (role chunk) p50 {pct(first_event, .5):7.1f} ms")
+    print(f"  first content token      p50 {pct(first_token, .5):7.1f} ms  p95 {pct(first_token, .95):7.1f} ms")
+    print(f"  complete                 p50 {pct(done, .5):7.1f} ms  p95 {pct(done, .95):7.1f} ms")
+
     print(f"\npeak RSS        {peak_rss_mib():.0f} MiB")
     return 0
 
