@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error mapping and a lifespan that loads models off the event loop."""
+"""The FastAPI application: routers, error mapping, observability, and a lifespan that loads models
+off the event loop."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
 from api.deps import AppState, require_api_key
+from api.gate import AnswerGate
+from api.observability import Metrics, ObservabilityMiddleware
 from api.routers import ask, chat_page, documents, health, openai_compat
 from qa.config import Settings, get_settings
 from qa.errors import QAError
@@ -29,7 +32,7 @@ def _load(state: AppState, settings: Settings) -> None:
         log.error("not ready: %s", exc)
     except Exception as exc:  # noqa: BLE001 - report, never crash-loop
         state.error = QAError(f"{type(exc).__name__} while loading")
-        log.error("not ready: %s: %s", type(exc).__name__, exc)
+        log.error("not ready: %s", type(exc).__name__)
     finally:
         state.loading = False
         state.ready_event.set()
@@ -41,9 +44,11 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     state = AppState(pipeline=pipeline)
     if pipeline is not None:
         state.ready_event.set()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.gate = AnswerGate(settings.queue_size, settings.request_timeout_s, metrics.queue_depth.set)
         if state.pipeline is None and not state.loading:
             state.loading = True
             threading.Thread(target=_load, args=(state, settings), name="qa-loader", daemon=True).start()
@@ -57,14 +62,17 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     )
     app.state.qa = state
     app.state.settings = settings
+    app.state.metrics = metrics
     errors.install(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     guarded = [Depends(require_api_key)]
     app.include_router(health.router)
     app.include_router(chat_page.router)

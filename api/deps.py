@@ -10,6 +10,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.errors import APIError
+from api.gate import AnswerGate
+from api.observability import Metrics
 from qa.config import Settings
 from qa.errors import NotReady, QAError
 from qa.pipeline import Pipeline
@@ -56,6 +58,16 @@ def require_api_key(request: Request, settings: Annotated[Settings, Depends(get_
         )
 
 
+def get_gate(request: Request) -> AnswerGate:
+    return request.app.state.gate
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
+GateDep = Annotated[AnswerGate, Depends(get_gate)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]

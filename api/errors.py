@@ -14,15 +14,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from qa.errors import (
     BadDocument,
     BadQuestion,
     BadRequest,
+    Cancelled,
+    Conflict,
+    DeadlineExceeded,
     DocumentNotFound,
     GeneratorError,
     IndexError_,
     NotReady,
+    Overloaded,
     QAError,
 )
 
@@ -33,9 +38,13 @@ _STATUS: list[tuple[type[QAError], int, str]] = [
     (BadRequest, 422, "bad_request"),
     (BadDocument, 422, "bad_document"),
     (DocumentNotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
     (NotReady, 503, "not_ready"),
     (IndexError_, 503, "index_unavailable"),
     (GeneratorError, 502, "generator_failed"),
+    (Overloaded, 429, "rate_limit_exceeded"),
+    (DeadlineExceeded, 504, "timeout"),
+    (Cancelled, 499, "cancelled"),
 ]
 OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
 
@@ -78,9 +87,27 @@ def is_openai_route(request: Request) -> bool:
 def _clean_validation(errors: list) -> list[dict]:
     # Keep where and what, drop the echoed input (it may be huge or hold secrets).
     return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-        for e in errors
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": _message(e), "type": str(e.get("type", ""))} for e in errors
     ]
+
+
+def _message(error: dict) -> str:
+    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == r"\S":
+        return "must not be empty or blank; send a non-blank question"
+    return str(error.get("msg", ""))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            match, _ = route.matches({**request.scope, "method": method})
+            if match == Match.FULL:
+                methods.add(method)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
@@ -110,7 +137,10 @@ def install(app: FastAPI) -> None:
         kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )
-        return error_json(exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {"Allow": ", ".join(_allowed_methods(request))}
+        return error_json(exc.status_code, kind, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 
-from api.schemas import CitationOut
+from api.schemas import CitationOut, no_str_or_bool
 
 
 class TextPart(BaseModel):
@@ -39,13 +39,17 @@ class ChatRequest(BaseModel):
     )
     model: str = Field("newsqa", description="Any id is accepted; answers always come from this server's pipeline.")
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
-    stream: bool = False
+    stream: StrictBool = False
     max_tokens: int | None = Field(
         None, ge=1, description="Caps the generator's tokens; the verified answer is never cut."
     )
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2, description="Ignored: decoding is greedy (deterministic).")
+    temperature: Annotated[StrictFloat, Field(ge=0, le=2)] | None = Field(
+        None, description="Ignored: decoding is greedy (deterministic)."
+    )
     user: str | None = None
+
+    _int_types = field_validator("max_tokens", "max_completion_tokens", mode="before")(no_str_or_bool)
 
 
 class AssistantMessage(BaseModel):

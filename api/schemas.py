@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from qa.types import Answer
 
 MAX_TOP_K = 20
+
+
+def no_str_or_bool(value: object) -> object:
+    """For integer fields: JSON Schema counts 9.0 as an integer (lax ints accept it), but "3" and true
+    are refused rather than coerced."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer, not a string or boolean")
+    return value
 
 
 class AskRequest(BaseModel):
@@ -18,14 +26,17 @@ class AskRequest(BaseModel):
         ...,
         min_length=1,
         max_length=1000,
+        pattern=r"\S",
         description="The question; must not be blank. At most 1000 characters (QA_MAX_QUESTION_CHARS may lower it).",
     )
-    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description="How many passages to return (default 5).")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="How many passages to return (default 5).")
     history: list[Annotated[StrictStr, Field(max_length=1000)]] = Field(
         default_factory=list,
         max_length=20,
         description="Earlier user questions, oldest first, so follow-ups like 'And how many trusts?' keep their context.",
     )
+
+    _top_k_type = field_validator("top_k", mode="before")(no_str_or_bool)
 
 
 class CitationOut(BaseModel):
@@ -98,6 +109,22 @@ class DocumentOut(BaseModel):
     doc_id: str
     title: str
     text: str
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    doc_id: StrictStr = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Letters, digits, . _ -")
+    title: StrictStr | None = Field(None, max_length=300, description="Default: the first sentence.")
+    text: StrictStr = Field(..., min_length=1, description="UTF-8 text; paragraphs separated by blank lines.")
+
+
+class DocumentChange(BaseModel):
+    doc_id: str
+    title: str
+    length: int
+    passages: int = Field(..., description="Passages this document contributes to the index (0 after a delete).")
+    documents: int = Field(..., description="Documents in the index after the change.")
 
 
 class Health(BaseModel):

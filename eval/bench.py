@@ -178,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             first_event.append(marks[0] * 1000)
             first_token.append(marks[1] * 1000 if len(marks) > 1 else done[-1])
     print("\nstreaming /v1/chat/completions (verify-then-stream):")
-    print(f"  first event (role chunk) p50 {pct(first_event, .5):7.1f} ms")
-    print(f"  first content token      p50 {pct(first_token, .5):7.1f} ms  p95 {pct(first_token, .95):7.1f} ms")
-    print(f"  complete                 p50 {pct(done, .5):7.1f} ms  p95 {pct(done, .95):7.1f} ms")
+    print(f"  first event (role chunk) p50 {pct(first_event, 0.5):7.1f} ms")
+    print(f"  first content token      p50 {pct(first_token, 0.5):7.1f} ms  p95 {pct(first_token, 0.95):7.1f} ms")
+    print(f"  complete                 p50 {pct(done, 0.5):7.1f} ms  p95 {pct(done, 0.95):7.1f} ms")
 
     print(f"\npeak RSS        {peak_rss_mib():.0f} MiB")
     return 0

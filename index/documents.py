@@ -95,3 +95,32 @@ def corpus_checksum(docs: Iterable[Document]) -> str:
             digest.update(len(data).to_bytes(8, "big"))
             digest.update(data)
     return digest.hexdigest()
+
+
+def write_source(source_dir: Path, doc: Document) -> Path:
+    """Write ``doc.text`` to ``<source_dir>/<doc_id>.txt`` atomically (temp file, fsync, rename)."""
+    import os
+    import tempfile
+
+    source_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".txt", dir=source_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(doc.text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        final = source_dir / f"{doc.doc_id}.txt"
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def with_title(doc_id: str, title: str | None, text: str) -> Document:
+    """A document from an API upload: an explicit title is kept as front matter in the text itself,
+    so the file on disk, the index and citation offsets all agree."""
+    if title and title.strip():
+        clean = " ".join(title.split()).replace("---", "—")
+        return parse_document(doc_id, f"---\ntitle: {clean}\n---\n{text}")
+    return parse_document(doc_id, text)

@@ -332,3 +332,67 @@ def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str) -> 
     ):
         return "stale"
     return "fresh"
+
+
+def update_index(
+    data: IndexData, embedder: Embedder, *, upsert: Document | None = None, remove: str | None = None
+) -> IndexData:
+    """A new `IndexData` with one document added, replaced or removed, embedding only that document.
+
+    Every other document keeps its passages, sentences and vectors (ids are renumbered), so an update
+    costs one document's embedding, not a rebuild. ``data`` itself is not modified.
+    """
+    target = upsert.doc_id if upsert else remove
+    kept_docs = [d for d in data.documents.values() if d.doc_id != target]
+    chunking = ChunkingParams(**data.manifest.chunking)
+    passages: list[Passage] = []
+    sentences: list[Sentence] = []
+    p_rows: list[int] = []
+    s_rows: list[int] = []
+    for doc in kept_docs:
+        sentence_map = {}
+        for s in (s for s in data.sentences if s.doc_id == doc.doc_id):
+            sentence_map[s.sentence_id] = len(sentences)
+            s_rows.append(s.sentence_id)
+            sentences.append(Sentence(len(sentences), s.doc_id, s.start, s.end, s.text))
+        for p in (p for p in data.passages if p.doc_id == doc.doc_id):
+            p_rows.append(p.passage_id)
+            passages.append(
+                Passage(len(passages), p.doc_id, p.start, p.end, p.text, tuple(sentence_map[i] for i in p.sentence_ids))
+            )
+    dim = data.manifest.dimension
+    passage_vectors = [data.passage_vectors[p_rows]] if p_rows else [np.zeros((0, dim), np.float32)]
+    sentence_vectors = [data.sentence_vectors[s_rows]] if s_rows else [np.zeros((0, dim), np.float32)]
+    docs = kept_docs
+    if upsert is not None:
+        new = build_index([upsert], embedder, chunking=chunking)
+        offset_s, offset_p = len(sentences), len(passages)
+        sentences += [Sentence(offset_s + s.sentence_id, s.doc_id, s.start, s.end, s.text) for s in new.sentences]
+        passages += [
+            Passage(
+                offset_p + p.passage_id, p.doc_id, p.start, p.end, p.text, tuple(offset_s + i for i in p.sentence_ids)
+            )
+            for p in new.passages
+        ]
+        passage_vectors.append(new.passage_vectors)
+        sentence_vectors.append(new.sentence_vectors)
+        docs = [*kept_docs, upsert]
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        embedding_model=data.manifest.embedding_model,
+        dimension=dim,
+        documents=len(docs),
+        passages=len(passages),
+        sentences=len(sentences),
+        corpus_checksum=corpus_checksum(docs),
+        chunking=asdict(chunking),
+        created_at=time.time(),
+    )
+    return IndexData(
+        manifest=manifest,
+        documents={d.doc_id: d for d in docs},
+        passages=passages,
+        sentences=sentences,
+        passage_vectors=np.concatenate(passage_vectors).astype(np.float32),
+        sentence_vectors=np.concatenate(sentence_vectors).astype(np.float32),
+    )

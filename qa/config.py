@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         default_factory=list, description='browser origins allowed, e.g. ["http://localhost:3000"]'
     )
 
+    queue_size: int = Field(8, ge=0, description="answer requests that may wait for the model worker; more get 429")
+    request_timeout_s: float = Field(60.0, gt=0, description="deadline per answer request (504 after it)")
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="larger request bodies get 413 before parsing")
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

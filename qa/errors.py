@@ -27,6 +27,10 @@ class BadDocument(QAError):
     """Raised when a source document cannot be read or has an unusable id."""
 
 
+class Conflict(QAError):
+    """Raised when a change would leave the corpus unusable (e.g. deleting its last document)."""
+
+
 class IndexError_(QAError):
     """Base class of the errors about the on-disk index."""
 
@@ -45,6 +49,18 @@ class IndexCorrupt(IndexError_):
 
 class NotReady(QAError):
     """Raised when a question arrives before the index and models have finished loading."""
+
+
+class Overloaded(QAError):
+    """Raised when the answer queue is full; the client should retry after a pause."""
+
+
+class DeadlineExceeded(QAError):
+    """Raised when a request could not be answered within the configured deadline."""
+
+
+class Cancelled(QAError):
+    """Raised inside the pipeline when its caller gave up (deadline passed or client gone)."""
 
 
 class GeneratorError(QAError):

@@ -17,7 +17,7 @@ from qa.abstain import AbstainPolicy, Decision, Evidence, decide
 from qa.answer_types import AnswerType, expected_type
 from qa.citations import citation_is_valid, cite_in_order, make_citation, parse_markers, renumber, strip_markers
 from qa.conversation import contextualize
-from qa.errors import BadQuestion, BadRequest, DocumentNotFound, GeneratorError
+from qa.errors import BadQuestion, BadRequest, Cancelled, DocumentNotFound, GeneratorError
 from qa.extractive import asks_for_several, choose_several, choose_support, compose, short_answer_span, untyped_span
 from qa.generate import Generator, build_messages, clean_generation
 from qa.rank import score_sentences
@@ -114,7 +114,12 @@ class Pipeline:
         return cleaned, k
 
     def ask(
-        self, question: str, top_k: int | None = None, history: Sequence[str] = (), max_new_tokens: int | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        history: Sequence[str] = (),
+        max_new_tokens: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> Answer:
         """Answer ``question``; ``history`` holds earlier user turns, oldest first, for follow-ups."""
         question, k = self.check_question(question, top_k)
@@ -151,12 +156,17 @@ class Pipeline:
                     generated = self.generator.generate(
                         build_messages(question, sources),
                         max_new_tokens=min(self.options.max_new_tokens, max_new_tokens or self.options.max_new_tokens),
-                        should_stop=lambda partial: early_reject(partial, sources),
+                        # Stops within one decoding step when the caller gives up.
+                        should_stop=lambda partial: (
+                            (cancel is not None and cancel.is_set()) or early_reject(partial, sources)
+                        ),
                     )
                 except GeneratorError as exc:  # a broken generator degrades to extractive answers
                     log.warning("generator failed, answering extractively: %s", exc)
                     failure = f"generator failed: {exc}"
             t2 = time.perf_counter()
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the request was cancelled before its answer was verified")
         text, mode, citations, reason, short = self._verified_answer(question, atype, evidence, ranked, generated)
         reason = failure or reason
         t3 = time.perf_counter()

@@ -1,14 +1,34 @@
-"""GET /v1/documents and /v1/documents/{doc_id}: the sources, so any client can check a quote."""
+"""/v1/documents: list, read, add or replace, and delete the indexed sources.
+
+Writes are serialised. Each one writes the source file atomically, then a new index version
+(embedding only the changed document), then swaps the live pipeline by reference: a question in
+flight keeps the index it started with, the next one sees the new index, none sees a torn one.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from pathlib import Path
 
-from api.deps import PipelineDep
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import PipelineDep, SettingsDep, StateDep
 from api.responses import errors
-from api.schemas import DocumentList, DocumentOut, DocumentSummary
+from api.schemas import DocumentChange, DocumentIn, DocumentList, DocumentOut, DocumentSummary
+from index.documents import with_title, write_source
+from index.store import save_index, update_index
+from qa.errors import BadDocument, Conflict
+from qa.pipeline import Pipeline
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+def _write_lock(request: Request) -> asyncio.Lock:
+    lock = getattr(request.app.state, "documents_lock", None)
+    if lock is None:
+        lock = request.app.state.documents_lock = asyncio.Lock()
+    return lock
 
 
 @router.get("", response_model=DocumentList, responses=errors(401, 503))
@@ -26,3 +46,51 @@ def get_document(doc_id: str, pipeline: PipelineDep) -> DocumentOut:
     """The full text of one document; citation offsets index this `text`."""
     doc = pipeline.document(doc_id)
     return DocumentOut(doc_id=doc.doc_id, title=doc.title, text=doc.text)
+
+
+def _apply(pipeline: Pipeline, settings, *, upsert=None, remove: str | None = None) -> Pipeline:  # noqa: ANN001
+    source_dir, index_dir = Path(settings.source_dir), Path(settings.index_dir)
+    if upsert is not None:
+        write_source(source_dir, upsert)
+    elif remove is not None:
+        (source_dir / f"{remove}.txt").unlink(missing_ok=True)
+    data = update_index(pipeline.data, pipeline.embedder, upsert=upsert, remove=remove)
+    save_index(data, index_dir)
+    return Pipeline(data, pipeline.embedder, pipeline.generator, pipeline.options)
+
+
+@router.post("", response_model=DocumentChange, status_code=201, responses=errors(400, 401, 413, 422, 503))
+async def put_document(
+    body: DocumentIn, pipeline: PipelineDep, state: StateDep, settings: SettingsDep, request: Request
+) -> DocumentChange:
+    """Add a document, or replace the one with the same `doc_id`; visible to the next question."""
+    if "\x00" in body.text or not body.text.strip():
+        raise BadDocument("text must be non-blank and contain no NUL bytes")
+    doc = with_title(body.doc_id, body.title, body.text)
+    async with _write_lock(request):
+        current = state.pipeline or pipeline
+        state.pipeline = await run_in_threadpool(_apply, current, settings, upsert=doc)
+    new = state.pipeline
+    return DocumentChange(
+        doc_id=doc.doc_id,
+        title=doc.title,
+        length=len(doc.text),
+        passages=sum(p.doc_id == doc.doc_id for p in new.data.passages),
+        documents=len(new.documents),
+    )
+
+
+@router.delete("/{doc_id}", response_model=DocumentChange, responses=errors(401, 404, 409, 503))
+async def delete_document(
+    doc_id: str, pipeline: PipelineDep, state: StateDep, settings: SettingsDep, request: Request
+) -> DocumentChange:
+    """Remove a document from the corpus and the index."""
+    async with _write_lock(request):
+        current = state.pipeline or pipeline
+        doc = current.document(doc_id)
+        if len(current.documents) == 1:
+            raise Conflict("cannot delete the last document; add another first")
+        state.pipeline = await run_in_threadpool(_apply, current, settings, remove=doc_id)
+    return DocumentChange(
+        doc_id=doc_id, title=doc.title, length=len(doc.text), passages=0, documents=len(state.pipeline.documents)
+    )

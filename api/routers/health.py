@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import StateDep
+from api.deps import MetricsDep, StateDep
 from api.responses import errors
 from api.schemas import Health, Ready
 from qa.errors import NotReady
@@ -33,3 +34,9 @@ def readyz(state: StateDep) -> Ready:
         embedding_model=pipeline.embedder.model_id,
         generator=pipeline.generator.model_id if pipeline.generator else "none (extractive answers)",
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics(metrics: MetricsDep) -> Response:
+    """Prometheus text format: requests by route and status, queue depth, stage latencies, answers by mode."""
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -19,9 +19,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import PipelineDep, SettingsDep
+from api.deps import GateDep, MetricsDep, PipelineDep, SettingsDep
 from api.errors import status_for
 from api.openai_schemas import (
     AssistantMessage,
@@ -35,13 +34,22 @@ from api.openai_schemas import (
 )
 from api.responses import errors
 from api.schemas import CitationOut
-from qa.errors import BadRequest, QAError
+from qa.errors import BadRequest, Cancelled, QAError
 from qa.types import Answer
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 _STARTED = int(time.time())
 _PIECE_RE = re.compile(r"\S+\s*|\s+")
+# One Server-Sent Event: its `data` is the JSON of a chat.completion.chunk, or of {"error": ...}
+# after the stream has begun, or the final literal "[DONE]".
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string", "description": 'JSON chat.completion.chunk, JSON {"error": {...}}, or "[DONE]"'}
+    },
+}
 
 
 def split_conversation(messages: Sequence[ChatMessage]) -> tuple[str, list[str]]:
@@ -76,13 +84,20 @@ def list_models(settings: SettingsDep) -> ModelList:
     response_model=ChatCompletion,
     responses={
         200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
             "description": "A chat.completion, or with stream=true Server-Sent Events of chat.completion.chunk",
         },
-        **errors(400, 401, 503),
+        **errors(400, 401, 413, 429, 503, 504),
     },
 )
-async def chat_completions(body: ChatRequest, pipeline: PipelineDep, settings: SettingsDep, request: Request):  # noqa: ANN201
+async def chat_completions(  # noqa: ANN201
+    body: ChatRequest,
+    pipeline: PipelineDep,
+    settings: SettingsDep,
+    gate: GateDep,
+    metrics: MetricsDep,
+    request: Request,
+):
     """Answer the last user message with the conversation's earlier user turns as context.
 
     `choices[0].message.content` holds the verified answer with `[n]` markers; the extra top-level
@@ -94,8 +109,13 @@ async def chat_completions(body: ChatRequest, pipeline: PipelineDep, settings: S
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     model = settings.served_model_name
+    gate.check_capacity()  # a full queue is a 429 before any streaming starts
     if not body.stream:
-        answer = await run_in_threadpool(pipeline.ask, question, None, history, budget)
+        ticket = gate.admit()
+        answer = await ticket.run(
+            pipeline.ask, question, None, history, budget, is_disconnected=request.is_disconnected
+        )
+        metrics.observe_answer(answer)
         prompt_tokens = pipeline.count_tokens(" ".join([*history, question]))
         completion_tokens = pipeline.count_tokens(answer.text)
         return ChatCompletion(
@@ -127,7 +147,15 @@ async def chat_completions(body: ChatRequest, pipeline: PipelineDep, settings: S
     async def events() -> AsyncIterator[str]:
         yield chunk({"role": "assistant", "content": ""})
         try:
-            answer = await run_in_threadpool(pipeline.ask, question, None, history, budget)
+            # The ticket is taken here, not before the response: a client that never reads the
+            # stream then holds no place in the queue.
+            ticket = gate.admit(checked=True)
+            answer = await ticket.run(
+                pipeline.ask, question, None, history, budget, is_disconnected=request.is_disconnected
+            )
+            metrics.observe_answer(answer)
+        except Cancelled:
+            return  # the client went away
         except QAError as exc:
             status, kind = status_for(exc)
             yield f"data: {json.dumps({'error': {'message': str(exc), 'type': kind, 'param': None, 'code': str(status)}})}\n\n"
