@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast browser index bench eval eval-baseline squad lint clean
+.PHONY: install serve test test-fast browser index bench loadtest eval eval-baseline squad lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ test-fast: $(STAMP)
 
 bench: index
 	$(PY) -m eval.bench
+
+loadtest: index
+	$(PY) -m eval.loadtest
 
 eval: index
 	$(PY) -m qa.cli eval --compare eval/baseline/seed.json

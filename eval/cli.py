@@ -26,6 +26,7 @@ def add_parser(sub) -> None:  # noqa: ANN001
     p.add_argument("--name", default="report", help="file stem of the report files (default report)")
     p.add_argument("--compare", type=Path, help="a baseline report.json: print improvements and regressions")
     p.add_argument("--generator", choices=["packaged", "local", "openai", "none"])
+    p.add_argument("--extra-docs", type=Path, help="add these *.txt documents to a temporary copy of the corpus")
     p.add_argument("--limit", type=int, help="squad: questions to sample (default all)")
     p.add_argument("--sample-seed", type=int, default=0, help="squad: sampling seed")
     p.add_argument("--json", dest="json_out", type=Path, help="squad: where to write the JSON report")
@@ -76,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
         from qa.pipeline import Pipeline
 
         _deterministic(settings)
-        backend = InProcess(Pipeline.from_settings(settings))
+        if args.extra_docs:
+            backend = InProcess(_pipeline_with_extra_docs(settings, args.extra_docs))
+        else:
+            backend = InProcess(Pipeline.from_settings(settings))
     rows = run_items(items, backend, _bar("eval"))
     meta = {"dataset": str(args.dataset), **backend.describe()}
     report = rep.build_report(rows, meta)
@@ -100,6 +104,25 @@ def run(args: argparse.Namespace) -> int:
         for line in regressed:
             print(f"  - {line}")
     return 0
+
+
+def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
+    """The seed corpus plus ``extra`` documents, indexed in a temporary folder (the real index is untouched)."""
+    import tempfile
+
+    from index.documents import load_documents
+    from index.embedder import SentenceTransformerEmbedder
+    from index.store import build_index, load_index, save_index
+    from qa.generate import make_generator
+    from qa.pipeline import Pipeline, _set_threads
+
+    _set_threads(settings.torch_threads, settings.faiss_threads)
+    embedder = SentenceTransformerEmbedder()
+    embedder.warm_up()
+    docs = load_documents(Path(settings.source_dir)) + load_documents(extra)
+    tmp = Path(tempfile.mkdtemp(prefix="qa-eval-index-"))
+    save_index(build_index(docs, embedder), tmp)
+    return Pipeline(load_index(tmp, embedder), embedder, make_generator(settings))
 
 
 def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: ANN001

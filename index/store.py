@@ -103,9 +103,25 @@ def build_index(
             progress(min(start + batch_size, total), total)
     dim = embedder.dimension
     matrix = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
+    return _assemble(
+        docs, passages, sentences, matrix[: len(passages)], matrix[len(passages) :], embedder.model_id, dim, chunking
+    )
+
+
+def _assemble(
+    docs: Sequence[Document],
+    passages: list[Passage],
+    sentences: list[Sentence],
+    passage_vectors: np.ndarray,
+    sentence_vectors: np.ndarray,
+    model_id: str,
+    dim: int,
+    chunking: ChunkingParams,
+) -> IndexData:
+    """`IndexData` with a fresh manifest describing exactly these contents."""
     manifest = Manifest(
         format_version=FORMAT_VERSION,
-        embedding_model=embedder.model_id,
+        embedding_model=model_id,
         dimension=dim,
         documents=len(docs),
         passages=len(passages),
@@ -114,14 +130,7 @@ def build_index(
         chunking=asdict(chunking),
         created_at=time.time(),
     )
-    return IndexData(
-        manifest=manifest,
-        documents={d.doc_id: d for d in docs},
-        passages=passages,
-        sentences=sentences,
-        passage_vectors=matrix[: len(passages)],
-        sentence_vectors=matrix[len(passages) :],
-    )
+    return IndexData(manifest, {d.doc_id: d for d in docs}, passages, sentences, passage_vectors, sentence_vectors)
 
 
 def _sha256(path: Path) -> str:
@@ -240,6 +249,18 @@ def read_manifest(index_dir: Path) -> Manifest:
         raise IndexCorrupt(f"unreadable manifest in {str(folder)!r} ({exc}): rebuild with `qa index build`") from exc
 
 
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    """Raise `IndexCorrupt` when an index file is missing or fails its manifest checksum."""
+    for name in _FILES:
+        path = folder / name
+        if not path.is_file():
+            raise IndexCorrupt(f"index file {name} is missing: rebuild with `qa index build`")
+        if manifest.files.get(name) != _sha256(path):
+            raise IndexCorrupt(
+                f"index file {name} fails its checksum (truncated or corrupted): rebuild with `qa index build`"
+            )
+
+
 def check_compatible(manifest: Manifest, embedder: Embedder) -> None:
     """Raise `IndexMismatch` unless the index was built by this format and this embedding model."""
     if manifest.format_version != FORMAT_VERSION:
@@ -270,14 +291,7 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
     folder = current_version(index_dir)
     manifest = read_manifest(index_dir)
     check_compatible(manifest, embedder)
-    for name in _FILES:
-        path = folder / name
-        if not path.is_file():
-            raise IndexCorrupt(f"index file {name} is missing: rebuild with `qa index build`")
-        if manifest.files.get(name) != _sha256(path):
-            raise IndexCorrupt(
-                f"index file {name} fails its checksum (truncated or corrupted): rebuild with `qa index build`"
-            )
+    verify_files(folder, manifest)
     try:
         docs = {
             row["doc_id"]: Document(row["doc_id"], row["title"], row["text"], row.get("body_start", 0))
@@ -318,13 +332,15 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
 
 
 def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str) -> str:
-    """'missing', 'stale' (other corpus or model) or 'fresh' — what `qa index build --if-stale` acts on."""
+    """'missing', 'corrupt', 'stale' (other corpus or model) or 'fresh': `qa index build --if-stale`
+    rebuilds unless it is 'fresh'."""
     try:
         manifest = read_manifest(index_dir)
+        verify_files(current_version(index_dir), manifest)
     except IndexMissing:
         return "missing"
     except IndexCorrupt:
-        return "stale"
+        return "corrupt"
     if (
         manifest.corpus_checksum != corpus_checksum(docs)
         or manifest.embedding_model != embedder_id
@@ -377,22 +393,13 @@ def update_index(
         passage_vectors.append(new.passage_vectors)
         sentence_vectors.append(new.sentence_vectors)
         docs = [*kept_docs, upsert]
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        embedding_model=data.manifest.embedding_model,
-        dimension=dim,
-        documents=len(docs),
-        passages=len(passages),
-        sentences=len(sentences),
-        corpus_checksum=corpus_checksum(docs),
-        chunking=asdict(chunking),
-        created_at=time.time(),
-    )
-    return IndexData(
-        manifest=manifest,
-        documents={d.doc_id: d for d in docs},
-        passages=passages,
-        sentences=sentences,
-        passage_vectors=np.concatenate(passage_vectors).astype(np.float32),
-        sentence_vectors=np.concatenate(sentence_vectors).astype(np.float32),
+    return _assemble(
+        docs,
+        passages,
+        sentences,
+        np.concatenate(passage_vectors).astype(np.float32),
+        np.concatenate(sentence_vectors).astype(np.float32),
+        data.manifest.embedding_model,
+        dim,
+        chunking,
     )

@@ -20,6 +20,7 @@ from qa.conversation import contextualize
 from qa.errors import BadQuestion, BadRequest, Cancelled, DocumentNotFound, GeneratorError
 from qa.extractive import asks_for_several, choose_several, choose_support, compose, short_answer_span, untyped_span
 from qa.generate import Generator, build_messages, clean_generation
+from qa.injection import looks_like_instruction
 from qa.rank import score_sentences
 from qa.retrieve import Retriever, question_terms
 from qa.types import Answer, AnswerMode, Citation, ScoredSentence
@@ -150,7 +151,8 @@ class Pipeline:
             evidence = ranked[: self.options.evidence_sentences]
             generated: str | None = None
             failure = ""
-            if self.generator is not None:
+            # Instructions found in documents never reach the model's prompt.
+            if self.generator is not None and not any(looks_like_instruction(s.sentence.text) for s in evidence):
                 sources = [s.sentence.text for s in evidence]
                 try:
                     generated = self.generator.generate(

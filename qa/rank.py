@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from qa.answer_types import AnswerType, has_type
+from qa.injection import INSTRUCTION_PENALTY, looks_like_instruction
 from qa.retrieve import Retriever
 from qa.text import content_terms
 from qa.types import Hit, ScoredSentence
@@ -63,6 +64,8 @@ def score_sentences(
         cov = coverage(question_terms, content_terms(sentence.text), retriever.idf, retriever.default_idf)
         typed = atype is not None and has_type(sentence.text, atype)
         score = W_DENSE * float(cos) + W_COVERAGE * cov + W_TYPE * typed + W_PRIOR * prior[sid]
+        if looks_like_instruction(sentence.text):  # prompt injection is never evidence for other questions
+            score *= INSTRUCTION_PENALTY
         scored.append(ScoredSentence(sentence, score, float(cos), cov, typed))
     scored.sort(key=lambda s: (-s.score, s.sentence.sentence_id))
     return scored
