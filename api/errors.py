@@ -92,8 +92,12 @@ def _clean_validation(errors: list) -> list[dict]:
 
 
 def _message(error: dict) -> str:
-    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == r"\S":
-        return "must not be empty or blank; send a non-blank question"
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if pattern == r"\S":
+            return "must not be empty or blank; send a non-blank question"
+        if pattern and "u0000" in pattern:
+            return "must not be blank or contain NUL bytes"
     return str(error.get("msg", ""))
 
 

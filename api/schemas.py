@@ -116,7 +116,12 @@ class DocumentIn(BaseModel):
 
     doc_id: StrictStr = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Letters, digits, . _ -")
     title: StrictStr | None = Field(None, max_length=300, description="Default: the first sentence.")
-    text: StrictStr = Field(..., min_length=1, description="UTF-8 text; paragraphs separated by blank lines.")
+    text: StrictStr = Field(
+        ...,
+        min_length=1,
+        pattern=r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+        description="UTF-8 text, not blank, no NUL bytes; paragraphs separated by blank lines.",
+    )
 
 
 class DocumentChange(BaseModel):

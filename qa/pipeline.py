@@ -23,6 +23,7 @@ from qa.generate import Generator, build_messages, clean_generation
 from qa.injection import looks_like_instruction
 from qa.rank import score_sentences
 from qa.retrieve import Retriever, question_terms
+from qa.text import is_blank
 from qa.types import Answer, AnswerMode, Citation, ScoredSentence
 from qa.verify import Verdict, early_reject, states_value, verify_answer
 
@@ -105,7 +106,7 @@ class Pipeline:
         if not isinstance(question, str):
             raise BadQuestion(f"question must be a string, got {type(question).__name__}")
         cleaned = question.strip()
-        if not cleaned:
+        if is_blank(question):
             raise BadQuestion("question is empty; send a non-blank question")
         if len(cleaned) > self.options.max_question_chars:
             raise BadQuestion(f"question is {len(cleaned)} characters; the limit is {self.options.max_question_chars}")

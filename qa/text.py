@@ -31,6 +31,19 @@ QUESTION_WORDS = frozenset(
 )
 
 
+# Python's str.isspace() also counts U+001C..U+001F, which Unicode's White_Space (and so JSON Schema's
+# and pydantic's `\s`) does not; "blank" must mean the same thing at the HTTP edge and in here.
+_NOT_UNICODE_WHITESPACE = frozenset("\x1c\x1d\x1e\x1f")
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` has no character outside Unicode White_Space.
+
+    Examples: is_blank(" \n\u00a0") -> True; is_blank("\x1f") -> False; is_blank("a") -> False
+    """
+    return all(ch.isspace() and ch not in _NOT_UNICODE_WHITESPACE for ch in text)
+
+
 def normalize(text: str) -> str:
     """Comparison form: NFKC, ASCII quotes and dashes, plain spaces, case-folded.
 

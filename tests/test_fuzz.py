@@ -36,7 +36,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized so CI is reproducible; it still found the U+001F "blank" mismatch fixed in qa/text.py.
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case):
     excluded = []
     if case.path == "/v1/chat/completions":

@@ -20,6 +20,7 @@ from index.documents import with_title, write_source
 from index.store import save_index, update_index
 from qa.errors import BadDocument, Conflict
 from qa.pipeline import Pipeline
+from qa.text import is_blank
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -64,7 +65,7 @@ async def put_document(
     body: DocumentIn, pipeline: PipelineDep, state: StateDep, settings: SettingsDep, request: Request
 ) -> DocumentChange:
     """Add a document, or replace the one with the same `doc_id`; visible to the next question."""
-    if "\x00" in body.text or not body.text.strip():
+    if "\x00" in body.text or is_blank(body.text):  # the schema says the same; kept for direct callers
         raise BadDocument("text must be non-blank and contain no NUL bytes")
     doc = with_title(body.doc_id, body.title, body.text)
     async with _write_lock(request):

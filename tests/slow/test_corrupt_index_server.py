@@ -22,8 +22,13 @@ def test_server_on_a_truncated_index_reports_not_ready(real_index_dir, tmp_path)
     port = _free_port()
     env = {**os.environ, "QA_INDEX_DIR": str(broken), "QA_GENERATOR": "none"}
     log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         body = None
