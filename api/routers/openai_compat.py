@@ -5,7 +5,7 @@ after verification, and OpenAI clients only append deltas, so tokens streamed li
 could never be taken back. The stream therefore opens at once (a role chunk), computes the verified
 answer, then streams it in word-sized chunks and ends with a chunk carrying ``citations``,
 ``abstained`` and ``finish_reason``. Cost: the first content token arrives when the whole answer is
-ready (p50 ~0.7 s on the seed eval with the packaged model; see `make bench`).
+ready (p50 ~0.9 s with the packaged model in `make bench`; the role chunk within 5 ms).
 """
 
 from __future__ import annotations
