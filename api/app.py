@@ -3,6 +3,7 @@ off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     app.state.qa = state
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.documents_lock = asyncio.Lock()  # serialises document writes
     errors.install(app)
     if settings.cors_origins:
         app.add_middleware(

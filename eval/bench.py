@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eval.metrics import percentile
+
 QUESTIONS = [
     "How much is CSC saving?",
     "How many GP practices was CSC contracted to install a care records system at?",
@@ -30,12 +32,6 @@ QUESTIONS = [
     "What was CSC's revenue in 2011?",
     "Write a poem about the NHS",
 ]
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile. Example: pct([1, 2, 3, 4], 0.5) -> 2."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))]
 
 
 def peak_rss_mib() -> float:
@@ -135,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             faiss.omp_set_num_threads(threads)
             torch.set_num_threads(threads)
             ms = [statistics.median(timed(lambda q=q, fn=fn: fn(q), args.repeat)) for q in QUESTIONS]
-            print(f"  {label:22s} {threads} thread(s): p50 {pct(ms, 0.5):6.1f} ms  p95 {pct(ms, 0.95):6.1f} ms")
+            print(
+                f"  {label:22s} {threads} thread(s): p50 {percentile(ms, 0.5):6.1f} ms  p95 {percentile(ms, 0.95):6.1f} ms"
+            )
     faiss.omp_set_num_threads(settings.faiss_threads)
     torch.set_num_threads(settings.torch_threads)
 
@@ -153,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             modes.append(answer.mode.value)
         results[label] = ms
         counts = {m: modes.count(m) for m in sorted(set(modes))}
-        print(f"  {label:27s} p50 {pct(ms, 0.5):7.1f} ms  p95 {pct(ms, 0.95):7.1f} ms  modes {counts}")
+        print(f"  {label:27s} p50 {percentile(ms, 0.5):7.1f} ms  p95 {percentile(ms, 0.95):7.1f} ms  modes {counts}")
     a, b = results["packaged generator"], results["extractive only (baseline)"]
-    print(f"  ratio generator / extractive p50: {pct(a, 0.5) / pct(b, 0.5):.1f}x  (target p50 <= 1500 ms)")
+    print(
+        f"  ratio generator / extractive p50: {percentile(a, 0.5) / percentile(b, 0.5):.1f}x  (target p50 <= 1500 ms)"
+    )
 
     # What verify-then-stream costs: time to the role chunk, to the first content token, and to [DONE].
     from fastapi.testclient import TestClient
@@ -178,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             first_event.append(marks[0] * 1000)
             first_token.append(marks[1] * 1000 if len(marks) > 1 else done[-1])
     print("\nstreaming /v1/chat/completions (verify-then-stream):")
-    print(f"  first event (role chunk) p50 {pct(first_event, 0.5):7.1f} ms")
-    print(f"  first content token      p50 {pct(first_token, 0.5):7.1f} ms  p95 {pct(first_token, 0.95):7.1f} ms")
-    print(f"  complete                 p50 {pct(done, 0.5):7.1f} ms  p95 {pct(done, 0.95):7.1f} ms")
+    print(f"  first event (role chunk) p50 {percentile(first_event, 0.5):7.1f} ms")
+    print(
+        f"  first content token      p50 {percentile(first_token, 0.5):7.1f} ms  p95 {percentile(first_token, 0.95):7.1f} ms"
+    )
+    print(f"  complete                 p50 {percentile(done, 0.5):7.1f} ms  p95 {percentile(done, 0.95):7.1f} ms")
 
     print(f"\npeak RSS        {peak_rss_mib():.0f} MiB")
     return 0

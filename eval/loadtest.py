@@ -23,7 +23,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from eval.bench import QUESTIONS, pct
+from eval.bench import QUESTIONS
+from eval.metrics import percentile
 
 RSS_GROWTH_BOUND_MIB = 64
 
@@ -133,13 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         ms = [r[2] * 1000 for r in ok if r[0] == kind]
         if ms:
             print(
-                f"  {kind:6s} 200s: n={len(ms):3d}  p50 {pct(ms, 0.5):7.0f} ms  p95 {pct(ms, 0.95):7.0f} ms  "
-                f"p99 {pct(ms, 0.99):7.0f} ms"
+                f"  {kind:6s} 200s: n={len(ms):3d}  p50 {percentile(ms, 0.5):7.0f} ms  p95 {percentile(ms, 0.95):7.0f} ms  "
+                f"p99 {percentile(ms, 0.99):7.0f} ms"
             )
     refused = [r[2] * 1000 for r in results if r[1] == 429]
     if refused:
-        print(f"  429s: n={len(refused)}  p50 {pct(refused, 0.5):.1f} ms  max {max(refused):.1f} ms (target ~100 ms)")
-    print(f"  /healthz after the run: p50 {pct(health, 0.5):.1f} ms")
+        print(
+            f"  429s: n={len(refused)}  p50 {percentile(refused, 0.5):.1f} ms  max {max(refused):.1f} ms (target ~100 ms)"
+        )
+    print(f"  /healthz after the run: p50 {percentile(health, 0.5):.1f} ms")
     growth = rss_after - rss_before
     verdict = "within" if growth <= RSS_GROWTH_BOUND_MIB else "OVER"
     print(

@@ -129,7 +129,8 @@ class Pipeline:
         with self._lock:
             own = self.retriever.correct(question)
             # History steers retrieval; term coverage and the answer type come from the question itself.
-            query = self.retriever.correct(contextualize(question, history))
+            contextual = contextualize(question, history)
+            query = own if contextual == question else self.retriever.correct(contextual)
             query_vector = self.retriever.embed_query(query)
             hits = self.retriever.search(query, query_vector, max(k, 8))
             atype = expected_type(own)

@@ -61,7 +61,6 @@ class Retriever:
         n = max(len(data.sentences), 1)
         self.idf = {term: math.log(1 + (n - c + 0.5) / (c + 0.5)) for term, c in df.items()}
         self.default_idf = math.log(1 + (n + 0.5) / 0.5)
-        self.sentences_by_passage = {p.passage_id: p.sentence_ids for p in data.passages}
 
     def embed_query(self, question: str) -> np.ndarray:
         return self.embedder.embed([question])[0]
@@ -138,9 +137,6 @@ class Retriever:
                 for w in self.raw_words
             )
         return False
-
-    def term_idf(self, term: str) -> float:
-        return self.idf.get(term, self.default_idf)
 
 
 def question_terms(question: str) -> list[tuple[str, str]]:

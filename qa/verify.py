@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from qa import numbers
 from qa.answer_types import AnswerType, has_type
 from qa.citations import MARKER_RE, strip_markers
 from qa.numbers import find_quantities, same_quantity
@@ -64,12 +65,8 @@ def unsupported_names(text: str, evidence: Sequence[str]) -> list[str]:
 
 
 def unsupported_quantities(text: str, evidence: Sequence[str]) -> list[str]:
-    """Quantities in ``text`` that none of the ``evidence`` texts states.
-
-    Example: unsupported_quantities("£1.1 billion", ["around £1 billion"]) -> ["£1.1 billion"]
-    """
-    stated = [q for e in evidence for q in find_quantities(e)]
-    return [c.text for c in find_quantities(strip_markers(text)) if not any(same_quantity(c, s) for s in stated)]
+    """`qa.numbers.unsupported_quantities` of ``text`` with its citation markers removed."""
+    return numbers.unsupported_quantities(strip_markers(text), list(evidence))
 
 
 def novel_support(text: str, evidence: Sequence[str], question: str) -> tuple[int, float]:

@@ -7,7 +7,6 @@ flight keeps the index it started with, the next one sees the new index, none se
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -23,13 +22,6 @@ from qa.pipeline import Pipeline
 from qa.text import is_blank
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
-
-
-def _write_lock(request: Request) -> asyncio.Lock:
-    lock = getattr(request.app.state, "documents_lock", None)
-    if lock is None:
-        lock = request.app.state.documents_lock = asyncio.Lock()
-    return lock
 
 
 @router.get("", response_model=DocumentList, responses=errors(401, 503))
@@ -68,7 +60,7 @@ async def put_document(
     if "\x00" in body.text or is_blank(body.text):  # the schema says the same; kept for direct callers
         raise BadDocument("text must be non-blank and contain no NUL bytes")
     doc = with_title(body.doc_id, body.title, body.text)
-    async with _write_lock(request):
+    async with request.app.state.documents_lock:
         current = state.pipeline or pipeline
         state.pipeline = await run_in_threadpool(_apply, current, settings, upsert=doc)
     new = state.pipeline
@@ -86,7 +78,7 @@ async def delete_document(
     doc_id: str, pipeline: PipelineDep, state: StateDep, settings: SettingsDep, request: Request
 ) -> DocumentChange:
     """Remove a document from the corpus and the index."""
-    async with _write_lock(request):
+    async with request.app.state.documents_lock:
         current = state.pipeline or pipeline
         doc = current.document(doc_id)
         if len(current.documents) == 1:
