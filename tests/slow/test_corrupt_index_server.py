@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 
 import httpx
 
 from index.store import current_version
-from tests.slow.test_readme import ROOT, _free_port
+from tests.slow.conftest import spawned_server
 
 
 def test_server_on_a_truncated_index_reports_not_ready(real_index_dir, tmp_path):
@@ -19,18 +16,8 @@ def test_server_on_a_truncated_index_reports_not_ready(real_index_dir, tmp_path)
     shutil.copytree(real_index_dir, broken)
     faiss_file = current_version(broken) / "passages.faiss"
     faiss_file.write_bytes(faiss_file.read_bytes()[:100])
-    port = _free_port()
-    env = {**os.environ, "QA_INDEX_DIR": str(broken), "QA_GENERATOR": "none"}
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    env = {"QA_INDEX_DIR": str(broken), "QA_GENERATOR": "none"}
+    with spawned_server(env, tmp_path / "server.log") as (proc, base):
         body = None
         for _ in range(240):
             try:
@@ -48,9 +35,5 @@ def test_server_on_a_truncated_index_reports_not_ready(real_index_dir, tmp_path)
         assert r.status_code == 503 and "Traceback" not in r.text
         time.sleep(1)
         assert proc.poll() is None  # still serving, not crash-looping
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
     lines = (tmp_path / "server.log").read_text().splitlines()
     assert any('"level": "error"' in line and "checksum" in line for line in lines)  # structured JSON log

@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.slow.conftest import ROOT, spawned_server
 
 
 @pytest.fixture(scope="module")
 def server(real_index_dir, tmp_path_factory):
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    log = log_path.open("w")
-    env = {**os.environ, "QA_INDEX_DIR": str(real_index_dir), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with spawned_server({"QA_INDEX_DIR": str(real_index_dir)}, log_path) as (proc, base):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
@@ -51,10 +28,6 @@ def server(real_index_dir, tmp_path_factory):
         else:
             pytest.fail("server did not become ready in 180 s")
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
 
 
 def test_readme_curl_question(server):
