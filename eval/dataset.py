@@ -20,6 +20,8 @@ Category = Literal[
     "multi-passage",
     "conflicting-sources",
     "paraphrase-typo",
+    "paraphrase",
+    "near-miss",
     "follow-up",
     "unanswerable",
     "prompt-injection",
