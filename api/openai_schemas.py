@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 
-from api.schemas import CitationOut, no_str_or_bool
+from api.schemas import CitationOut, PassageOut, no_str_or_bool
 
 
 class TextPart(BaseModel):
@@ -79,6 +79,9 @@ class ChatCompletion(BaseModel):
     citations: list[CitationOut] = Field(..., description="Verified quotes for the [n] markers in the answer.")
     abstained: bool
     answer_mode: Literal["generated", "extractive", "abstained"]
+    passages: list[PassageOut] = Field(
+        ..., description="The retrieved passages, closest first; what to read when the answer abstains."
+    )
 
 
 class ModelCard(BaseModel):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
+from index.documents import Document
 from qa.types import Answer
 
 MAX_TOP_K = 20
@@ -50,6 +52,7 @@ class CitationOut(BaseModel):
 
 class PassageOut(BaseModel):
     doc_id: str
+    title: str
     start: int
     end: int
     text: str
@@ -58,9 +61,32 @@ class PassageOut(BaseModel):
 
 class TimingsOut(BaseModel):
     retrieve: float
+    read: float
     generate: float
     verify: float
     total: float
+
+
+def citations_out(answer: Answer) -> list[CitationOut]:
+    return [
+        CitationOut(id=c.id, doc_id=c.doc_id, title=c.title, quote=c.quote, start=c.start, end=c.end)
+        for c in answer.citations
+    ]
+
+
+def passages_out(answer: Answer, documents: Mapping[str, Document]) -> list[PassageOut]:
+    """The retrieved passages, closest first (shown with every answer, and instead of one on abstention)."""
+    return [
+        PassageOut(
+            doc_id=h.passage.doc_id,
+            title=documents[h.passage.doc_id].title if h.passage.doc_id in documents else h.passage.doc_id,
+            start=h.passage.start,
+            end=h.passage.end,
+            text=h.passage.text,
+            score=round(h.score, 6),
+        )
+        for h in answer.hits
+    ]
 
 
 class AskResponse(BaseModel):
@@ -72,24 +98,12 @@ class AskResponse(BaseModel):
     timings_ms: TimingsOut
 
     @classmethod
-    def from_answer(cls, answer: Answer) -> AskResponse:
+    def from_answer(cls, answer: Answer, documents: Mapping[str, Document]) -> AskResponse:
         return cls(
             answer=answer.text,
             abstained=answer.abstained,
-            citations=[
-                CitationOut(id=c.id, doc_id=c.doc_id, title=c.title, quote=c.quote, start=c.start, end=c.end)
-                for c in answer.citations
-            ],
-            passages=[
-                PassageOut(
-                    doc_id=h.passage.doc_id,
-                    start=h.passage.start,
-                    end=h.passage.end,
-                    text=h.passage.text,
-                    score=round(h.score, 6),
-                )
-                for h in answer.hits
-            ],
+            citations=citations_out(answer),
+            passages=passages_out(answer, documents),
             answer_mode=answer.mode.value,
             timings_ms=TimingsOut(**answer.timings_ms),
         )

@@ -11,6 +11,16 @@ from eval.dataset import DEFAULT_DATASET, DatasetError, load_dataset
 from qa.progress import progress_reporter
 
 DEFAULT_OUT = Path("eval/out")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_relative(path: Path) -> str:
+    """``path`` as reports name it: relative to the repository when inside it, else just its name.
+
+    Example: repo_relative(REPO / "eval/datasets/seed.yaml") -> "eval/datasets/seed.yaml"
+    """
+    resolved = Path(path).resolve()
+    return resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else resolved.name
 
 
 def add_parser(sub) -> None:  # noqa: ANN001
@@ -31,6 +41,15 @@ def add_parser(sub) -> None:  # noqa: ANN001
     p.add_argument("--sample-seed", type=int, default=0, help="squad: sampling seed")
     p.add_argument("--json", dest="json_out", type=Path, help="squad: where to write the JSON report")
     p.add_argument("--squad-index-dir", type=Path, help="squad: index folder (default .index-squad/<file hash>)")
+    p.add_argument(
+        "--include-trained",
+        action="store_true",
+        help="squad: also ask the questions of articles the reader was trained on (default: skip them; reader.json lists them)",
+    )
+    p.add_argument(
+        "--gold-paragraph", action="store_true", help="squad: the reader alone on each question's own paragraph"
+    )
+    p.add_argument("--threshold", type=float, help="override the reader's calibrated no-answer margin")
     p.set_defaults(func=run)
 
 
@@ -54,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from qa.cli import _settings
 
     settings = _settings(args)
+    if args.threshold is not None:
+        settings = settings.model_copy(update={"reader_threshold": args.threshold})
     if args.target and args.target[0] == "squad":
         if len(args.target) != 2:
             print("usage: qa eval squad FILE [--limit N] [--sample-seed S] [--json OUT]", file=sys.stderr)
@@ -82,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             backend = InProcess(Pipeline.from_settings(settings))
     rows = run_items(items, backend, _bar("eval"))
-    meta = {"dataset": str(args.dataset), **backend.describe()}
+    meta = {"dataset": repo_relative(args.dataset), **backend.describe()}
     report = rep.build_report(rows, meta)
     path = rep.write(report, args.out, args.name)
     m = report["metrics"]
@@ -115,6 +136,7 @@ def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
     from index.store import build_index, load_index, save_index
     from qa.generate import make_generator
     from qa.pipeline import Pipeline, _set_threads
+    from qa.reader.reader import make_reader
 
     _set_threads(settings.torch_threads, settings.faiss_threads)
     embedder = SentenceTransformerEmbedder()
@@ -122,7 +144,7 @@ def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
     docs = load_documents(Path(settings.source_dir)) + load_documents(extra)
     tmp = Path(tempfile.mkdtemp(prefix="qa-eval-index-"))
     save_index(build_index(docs, embedder), tmp)
-    return Pipeline(load_index(tmp, embedder), embedder, make_generator(settings))
+    return Pipeline(load_index(tmp, embedder), embedder, make_generator(settings), reader=make_reader(settings))
 
 
 def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: ANN001
@@ -133,11 +155,37 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
     from index.store import build_index, index_state, load_index, save_index
     from qa.generate import make_generator
     from qa.pipeline import Pipeline, _set_threads
+    from qa.reader.reader import make_reader
 
     _deterministic(settings)
     _set_threads(settings.torch_threads, settings.faiss_threads)
+    from qa.reader.reader import load_config
+
     docs, questions = squad.load_squad(path)
-    chosen = squad.sample(questions, args.limit, args.sample_seed)
+    trained = [] if args.include_trained else load_config().get("trained_articles", [])
+    asked = squad.without_articles(questions, trained)
+    chosen = squad.sample(asked, args.limit, args.sample_seed)
+    if len(asked) < len(questions):
+        print(
+            f"skipping {len(questions) - len(asked)} questions of {len(trained)} articles the reader trained on",
+            file=sys.stderr,
+        )
+    if args.gold_paragraph:
+        reader = make_reader(settings)
+        t = time.perf_counter()
+        result = squad.evaluate_reader(reader, docs, chosen, _bar("squad reader"))
+        return _report_squad(
+            result,
+            path,
+            args,
+            docs,
+            questions,
+            chosen,
+            trained,
+            time.perf_counter() - t,
+            "reader only, gold paragraph",
+            reader,
+        )
     index_dir = args.squad_index_dir or Path(".index-squad") / squad.file_key(path)
     embedder = SentenceTransformerEmbedder()
     embedder.warm_up()
@@ -146,19 +194,35 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
         t = time.perf_counter()
         save_index(build_index(docs, embedder, progress=bar), index_dir)
         print(f"indexed in {time.perf_counter() - t:.0f} s -> {index_dir}", file=sys.stderr)
-    pipeline = Pipeline(load_index(index_dir, embedder), embedder, make_generator(settings))
+    pipeline = Pipeline(
+        load_index(index_dir, embedder), embedder, make_generator(settings), reader=make_reader(settings)
+    )
     t = time.perf_counter()
     result = squad.evaluate(pipeline, chosen, _bar("squad"))
-    elapsed = time.perf_counter() - t
     result["meta"] = {
-        "file": str(path),
-        "file_sha256_12": squad.file_key(path),
-        "paragraphs": len(docs),
-        "questions_in_file": len(questions),
-        "questions_asked": len(chosen),
-        "sample_seed": args.sample_seed if args.limit else None,
         "generator": pipeline.generator.model_id if pipeline.generator else "none",
         "embedding_model": embedder.model_id,
+    }
+    return _report_squad(
+        result, path, args, docs, questions, chosen, trained, time.perf_counter() - t, "open retrieval", pipeline.reader
+    )
+
+
+def _report_squad(result, path, args, docs, questions, chosen, trained, elapsed, setting, reader) -> int:  # noqa: ANN001
+    from eval import squad
+
+    result["meta"] = {
+        "file": repo_relative(path),
+        "file_sha256_12": squad.file_key(path),
+        "setting": setting,
+        "paragraphs": len(docs),
+        "questions_in_file": len(questions),
+        "skipped_trained_articles": sorted(trained),
+        "questions_asked": len(chosen),
+        "sample_seed": args.sample_seed if args.limit else None,
+        "reader": reader.model_id,
+        "threshold": reader.threshold,
+        **result.get("meta", {}),
         "seconds": round(elapsed, 1),
     }
     for name in ("overall", "HasAns", "NoAns"):

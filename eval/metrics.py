@@ -11,8 +11,8 @@ import re
 import string
 from collections.abc import Sequence
 
-from qa.numbers import find_quantities, same_quantity
-from qa.text import normalize
+from qa.lang.numbers import find_quantities, same_quantity
+from qa.lang.text import normalize
 
 Span = tuple[str, int, int]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from eval import metrics
 from eval.dataset import CATEGORIES
 
-STAGES = ("retrieve", "generate", "verify", "total")
+STAGES = ("retrieve", "read", "generate", "verify", "total")
 DEFINITIONS = {
     "correctness": "share of questions answered correctly: must-abstain questions abstained; others answered, "
     "stating an accepted alias (amounts by value and currency) or all of `all_of`, with no forbidden string; "

@@ -61,6 +61,8 @@ class InProcess:
             "backend": "in-process",
             "embedding_model": m.embedding_model,
             "generator": self.pipeline.generator.model_id if self.pipeline.generator else "none",
+            "reader": self.pipeline.reader.model_id,
+            "reader_threshold": self.pipeline.reader.threshold,
             "index": {
                 "corpus_checksum": m.corpus_checksum,
                 "documents": m.documents,

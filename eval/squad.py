@@ -28,6 +28,7 @@ class SquadQuestion:
     answers: tuple[str, ...]
     impossible: bool
     doc_id: str
+    article: str = ""
 
 
 def _slug(title: str) -> str:
@@ -46,7 +47,7 @@ def load_squad(path: Path) -> tuple[list[Document], list[SquadQuestion]]:
             for qa in para["qas"]:
                 impossible = bool(qa.get("is_impossible", False))
                 answers = tuple(a["text"] for a in qa.get("answers", [])) if not impossible else ()
-                questions.append(SquadQuestion(qa["id"], qa["question"], answers, impossible, doc_id))
+                questions.append(SquadQuestion(qa["id"], qa["question"], answers, impossible, doc_id, title))
     return docs, questions
 
 
@@ -58,36 +59,67 @@ def sample(questions: Sequence[SquadQuestion], limit: int | None, seed: int) -> 
     return [q for i, q in enumerate(questions) if i in keep]
 
 
+def without_articles(questions: Sequence[SquadQuestion], titles: Sequence[str]) -> list[SquadQuestion]:
+    """The questions whose article is not among ``titles`` (SQuAD titles; "_" and " " are the same)."""
+    skip = {t.replace("_", " ") for t in titles}
+    return [q for q in questions if q.article not in skip]
+
+
 def file_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
+def _row(q: SquadQuestion, prediction: str, mode: str, ranked_docs: Sequence[str], ms: float, evidence: dict) -> dict:
+    em, f1 = metrics.squad_scores(prediction, list(q.answers))
+    return {
+        "id": q.qid,
+        "article": q.article,
+        "question": q.question,
+        "impossible": q.impossible,
+        "prediction": prediction,
+        "gold": list(q.answers),
+        "mode": mode,
+        "em": em,
+        "f1": f1,
+        "hit1": q.doc_id in ranked_docs[:1],
+        "hit5": q.doc_id in ranked_docs[:5],
+        "ms": round(ms, 1),
+        "evidence": evidence,
+    }
+
+
 def evaluate(pipeline, questions: Sequence[SquadQuestion], progress: Callable[[int, int], None] | None = None) -> dict:  # noqa: ANN001
+    """Open retrieval: every question against the whole corpus, through the full pipeline."""
     rows = []
     for n, q in enumerate(questions, start=1):
         t = time.perf_counter()
         answer = pipeline.ask(q.question[:1000] or "?", 5)
         ms = (time.perf_counter() - t) * 1000
         prediction = "" if answer.abstained else answer.short_answer
-        em, f1 = metrics.squad_scores(prediction, list(q.answers))
-        ranked_docs = [h.passage.doc_id for h in answer.hits]
-        rows.append(
-            {
-                "id": q.qid,
-                "question": q.question,
-                "impossible": q.impossible,
-                "prediction": prediction,
-                "gold": list(q.answers),
-                "mode": answer.mode.value,
-                "em": em,
-                "f1": f1,
-                "hit1": q.doc_id in ranked_docs[:1],
-                "hit5": q.doc_id in ranked_docs[:5],
-                "ms": round(ms, 1),
-                "evidence": answer.evidence,
-                "short": answer.short_answer,
-            }
-        )
+        ranked = [h.passage.doc_id for h in answer.hits]
+        rows.append(_row(q, prediction, answer.mode.value, ranked, ms, answer.evidence))
+        if progress:
+            progress(n, len(questions))
+    return summarize(rows)
+
+
+def evaluate_reader(
+    reader,
+    docs: Sequence[Document],
+    questions: Sequence[SquadQuestion],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:  # noqa: ANN001
+    """The standard SQuAD setting: the reader alone, given each question's gold paragraph (no retrieval)."""
+    text = {d.doc_id: d.text for d in docs}
+    rows = []
+    for n, q in enumerate(questions, start=1):
+        t = time.perf_counter()
+        (reading,) = reader.read(q.question, [text[q.doc_id]])
+        ms = (time.perf_counter() - t) * 1000
+        answered = reading.span is not None and reading.margin >= reader.threshold
+        evidence = {"span": reading.span, "margin": round(reading.margin, 4) if reading.span else None}
+        mode = "extractive" if answered else "abstained"
+        rows.append(_row(q, reading.span if answered else "", mode, [q.doc_id], ms, evidence))
         if progress:
             progress(n, len(questions))
     return summarize(rows)

@@ -133,7 +133,8 @@ def _assemble(
     return IndexData(manifest, {d.doc_id: d for d in docs}, passages, sentences, passage_vectors, sentence_vectors)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -197,7 +198,7 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
         dim = data.manifest.dimension
         _write_faiss(tmp / "passages.faiss", data.passage_vectors, dim)
         _write_faiss(tmp / "sentences.faiss", data.sentence_vectors, dim)
-        files = {name: _sha256(tmp / name) for name in _FILES}
+        files = {name: sha256_file(tmp / name) for name in _FILES}
         manifest = Manifest(**{**asdict(data.manifest), "files": files})
         (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
         for name in (*_FILES, "manifest.json"):
@@ -255,7 +256,7 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
         path = folder / name
         if not path.is_file():
             raise IndexCorrupt(f"index file {name} is missing: rebuild with `qa index build`")
-        if manifest.files.get(name) != _sha256(path):
+        if manifest.files.get(name) != sha256_file(path):
             raise IndexCorrupt(
                 f"index file {name} fails its checksum (truncated or corrupted): rebuild with `qa index build`"
             )

@@ -72,3 +72,12 @@ def cite_in_order(
             mapping[n] = len(citations) + 1
             citations.append(make_citation(mapping[n], documents[doc_id], start, end))
     return mapping, citations
+
+
+def compose(quotes: Sequence[str], lead: str | None) -> str:
+    """The answer text: an optional lead span, then each quote in typographic quotes with its marker.
+
+    Example: compose(["It saves £1bn."], "£1bn") -> "£1bn: “It saves £1bn.” [1]"
+    """
+    body = " ".join(f"“{q}” [{i}]" for i, q in enumerate(quotes, start=1))
+    return f"{lead}: {body}" if lead else body

@@ -52,7 +52,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         from api.schemas import AskResponse
 
-        print(AskResponse.from_answer(answer).model_dump_json(indent=2))
+        print(AskResponse.from_answer(answer, pipeline.documents).model_dump_json(indent=2))
         return 0
     print(answer.text)
     for c in answer.citations:

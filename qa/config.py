@@ -40,16 +40,17 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(1000, ge=1)
     default_top_k: int = Field(5, ge=1)
     max_top_k: int = Field(20, ge=1)
-    evidence_sentences: int = Field(
-        1,
-        ge=1,
-        le=8,
-        description="best sentences shown to the generator; 1 measured best for the 135M model, raise for stronger ones",
-    )
     max_new_tokens: int = Field(32, ge=1, le=512)
 
-    abstain_min_score: float = Field(
-        0.5, ge=0, le=1, description="abstain when the best sentence scores below this (see eval/README.md)"
+    reader_passages: int = Field(
+        3, ge=1, le=20, description="retrieved passages the reader reads; 3 measured best (eval/README.md)"
+    )
+    reader_quantize: bool | None = Field(
+        None, description="int8 dynamic quantisation of the reader; default: reader.json"
+    )
+    reader_threshold: float | None = Field(
+        None,
+        description="abstain when the reader's best span beats no-answer by less; default: calibrated (reader.json)",
     )
     torch_threads: int = Field(2, ge=1, description="2 measured fastest for SmolLM2 on 2 cores")
     faiss_threads: int = Field(1, ge=1, description="1 measured fastest for tiny queries")

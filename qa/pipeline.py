@@ -1,4 +1,13 @@
-"""The online path: question -> retrieve -> rank sentences -> abstain? -> generate -> verify -> answer."""
+"""The online path, one stage after another:
+
+    parse (qa.question) -> retrieve (qa.retrieve) -> read (qa.reader) -> cite (qa.citations)
+    -> phrase (qa.generate) -> verify (qa.verify) -> Answer
+
+The trained reader picks the answer span across the top passages and decides whether they answer at
+all (its no-answer score against the best span, with a margin calibrated on held-out SQuAD 2.0
+articles). The generator only phrases the reader's span; its sentence is kept when it states the span
+and passes verification, else the answer is the span and the verified quote it came from.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +16,25 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from index.chunking import Passage
 from index.documents import Document
 from index.embedder import Embedder, SentenceTransformerEmbedder
 from index.store import IndexData, load_index
-from qa.abstain import AbstainPolicy, Decision, Evidence, decide
-from qa.answer_types import AnswerType, expected_type
-from qa.citations import citation_is_valid, cite_in_order, make_citation, parse_markers, renumber, strip_markers
-from qa.conversation import contextualize
+from qa.citations import citation_is_valid, compose, make_citation, parse_markers, strip_markers
 from qa.errors import BadQuestion, BadRequest, Cancelled, DocumentNotFound, GeneratorError
-from qa.extractive import asks_for_several, choose_several, choose_support, compose, short_answer_span, untyped_span
 from qa.generate import Generator, build_messages, clean_generation
-from qa.injection import looks_like_instruction
-from qa.rank import score_sentences
-from qa.retrieve import Retriever, question_terms
-from qa.text import is_blank
-from qa.types import Answer, AnswerMode, Citation, ScoredSentence
-from qa.verify import Verdict, early_reject, states_value, verify_answer
+from qa.lang.injection import looks_like_instruction
+from qa.lang.text import is_blank
+from qa.question import Question, parse_question
+from qa.reader.reader import Reader, Reading
+from qa.retrieve import Retriever
+from qa.types import Answer, AnswerMode, Citation, Hit
+from qa.verify import early_reject, states_value, verify_answer
 
 log = logging.getLogger("qa")
-_CAP_WORD_RE = re.compile(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\d,.]*)")
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,24 @@ class PipelineOptions:
     max_question_chars: int = 1000
     default_top_k: int = 5
     max_top_k: int = 20
-    evidence_sentences: int = 1
+    read_passages: int = 3  # the reader reads this many of the best retrieved passages
     max_new_tokens: int = 32
-    policy: AbstainPolicy = field(default_factory=AbstainPolicy)
+    max_citations: int = 2
 
 
 def _abstain_text(reason: str) -> str:
     return f"The articles do not say: {reason}. The closest passages are listed for reference."
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The reader's answer, located in the corpus."""
+
+    reading: Reading
+    hit: Hit
+    doc_start: int
+    doc_end: int
+    sentences: tuple[tuple[int, int], ...]  # doc offsets of the sentence(s) holding the span
 
 
 class Pipeline:
@@ -54,33 +71,41 @@ class Pipeline:
         embedder: Embedder,
         generator: Generator | None,
         options: PipelineOptions = PipelineOptions(),
+        *,
+        reader: Reader,
     ) -> None:
         self.data = data
         self.embedder = embedder
         self.generator = generator
+        self.reader = reader
         self.options = options
         self.retriever = Retriever(data, embedder)
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings, progress: Callable[[str], None] | None = None) -> Pipeline:  # noqa: ANN001
-        """Load the embedder, the index and the generator the settings name (heavy: seconds)."""
+        """Load the embedder, the index, the reader and the generator the settings name (heavy: seconds)."""
         from qa.generate import make_generator
+        from qa.reader.reader import make_reader
 
         _set_threads(settings.torch_threads, settings.faiss_threads)
         embedder = SentenceTransformerEmbedder(Path(settings.embedder_path) if settings.embedder_path else None)
         embedder.warm_up()
         data = load_index(Path(settings.index_dir), embedder)
+        reader = make_reader(settings)
         generator = make_generator(settings, progress)
         options = PipelineOptions(
             max_question_chars=settings.max_question_chars,
             default_top_k=settings.default_top_k,
             max_top_k=settings.max_top_k,
-            evidence_sentences=settings.evidence_sentences,
+            read_passages=settings.reader_passages,
             max_new_tokens=settings.max_new_tokens,
-            policy=AbstainPolicy(min_score=settings.abstain_min_score),
         )
-        return cls(data, embedder, generator, options)
+        return cls(data, embedder, generator, options, reader=reader)
+
+    def with_data(self, data: IndexData) -> Pipeline:
+        """The same models over another index (documents added or removed)."""
+        return Pipeline(data, self.embedder, self.generator, self.options, reader=self.reader)
 
     # -- documents -------------------------------------------------------------------------------
     @property
@@ -102,7 +127,7 @@ class Pipeline:
 
     # -- answering -------------------------------------------------------------------------------
     def check_question(self, question: str, top_k: int | None) -> tuple[str, int]:
-        """Validate and normalise the inputs; raise `BadQuestion` / `BadRequest` with the fix."""
+        """Validate the inputs; raise `BadQuestion` / `BadRequest` with the fix."""
         if not isinstance(question, str):
             raise BadQuestion(f"question must be a string, got {type(question).__name__}")
         cleaned = question.strip()
@@ -115,6 +140,9 @@ class Pipeline:
             raise BadRequest(f"top_k must be between 1 and {self.options.max_top_k}; got {k}")
         return cleaned, k
 
+    def parse(self, question: str, history: Sequence[str] = ()) -> Question:
+        return parse_question(question, history, self.retriever.correct)
+
     def ask(
         self,
         question: str,
@@ -124,143 +152,186 @@ class Pipeline:
         cancel: threading.Event | None = None,
     ) -> Answer:
         """Answer ``question``; ``history`` holds earlier user turns, oldest first, for follow-ups."""
-        question, k = self.check_question(question, top_k)
+        text, k = self.check_question(question, top_k)
         t0 = time.perf_counter()
         with self._lock:
-            own = self.retriever.correct(question)
-            # History steers retrieval; term coverage and the answer type come from the question itself.
-            contextual = contextualize(question, history)
-            query = own if contextual == question else self.retriever.correct(contextual)
-            query_vector = self.retriever.embed_query(query)
-            hits = self.retriever.search(query, query_vector, max(k, 8))
-            atype = expected_type(own)
-            terms = question_terms(own)
-            ranked = score_sentences(self.retriever, [t for t, _ in terms], query_vector, hits, atype)
-            decision, evidence_facts = self._decide(own, terms, ranked, atype)
+            q = self.parse(text, history)
+            hits = self.retriever.search(
+                q.query, self.retriever.embed_query(q.query), max(k, self.options.read_passages)
+            )
             t1 = time.perf_counter()
-            shown_hits = tuple(hits[:k])
-            if decision.abstain:
-                return Answer(
-                    question,
-                    _abstain_text(decision.reason),
-                    AnswerMode.ABSTAINED,
-                    (),
-                    shown_hits,
-                    _timings(t0, t1, t1, time.perf_counter()),
-                    decision.reason,
-                    evidence=evidence_facts,
+            shown = tuple(hits[:k])
+            if q.is_instruction:  # a question that gives the system orders is not a question about the articles
+                return self._abstain(
+                    q, shown, "the question gives instructions instead of asking about them", t0, t1, t1
                 )
-            evidence = ranked[: self.options.evidence_sentences]
-            generated: str | None = None
-            failure = ""
-            # Instructions found in documents never reach the model's prompt.
-            if self.generator is not None and not any(looks_like_instruction(s.sentence.text) for s in evidence):
-                sources = [s.sentence.text for s in evidence]
-                try:
-                    generated = self.generator.generate(
-                        build_messages(question, sources),
-                        max_new_tokens=min(self.options.max_new_tokens, max_new_tokens or self.options.max_new_tokens),
-                        # Stops within one decoding step when the caller gives up.
-                        should_stop=lambda partial: (
-                            (cancel is not None and cancel.is_set()) or early_reject(partial, sources)
-                        ),
-                    )
-                except GeneratorError as exc:  # a broken generator degrades to extractive answers
-                    log.warning("generator failed, answering extractively: %s", exc)
-                    failure = f"generator failed: {exc}"
+            read = hits[: self.options.read_passages]
+            readings = self.reader.read(q.reader_text, [self._readable(h.passage) for h in read])
             t2 = time.perf_counter()
+            found = self._choose(readings, read)
+            evidence = self._evidence(found, readings)
+            if found is None or found.reading.margin < self.reader.threshold:
+                return self._abstain(
+                    q, shown, "none of the closest passages answers the question", t0, t1, t2, evidence
+                )
+            citations = self._cite(found, readings, read)
+            span = found.reading.span or ""
+            generated, failure = self._phrase(q, span, citations[0].quote, max_new_tokens, cancel)
+            t3 = time.perf_counter()
             if cancel is not None and cancel.is_set():
                 raise Cancelled("the request was cancelled before its answer was verified")
-        text, mode, citations, reason, short = self._verified_answer(question, atype, evidence, ranked, generated)
-        reason = failure or reason
-        t3 = time.perf_counter()
+        answer, mode, reason = self._verified(q, span, citations, generated)
+        t4 = time.perf_counter()
         return Answer(
-            question,
-            text,
+            q.text,
+            answer,
             mode,
             citations,
-            shown_hits,
-            _timings(t0, t1, t2, t3),
-            reason,
+            shown,
+            _timings(t0, t1, t2, t3, t4),
+            failure or reason,
             generated,
-            short,
-            evidence_facts,
+            span,
+            evidence,
         )
 
-    def _decide(
-        self, question: str, terms: list[tuple[str, str]], ranked: list[ScoredSentence], atype: AnswerType | None
-    ) -> tuple[Decision, dict]:
-        missing = tuple(raw for term, raw in terms if not self.retriever.term_known(term, raw))
-        first_word = question.split()[0] if question.split() else ""
-        names = {
-            m.group(1).lower().rstrip("'’s.,") for m in _CAP_WORD_RE.finditer(question) if m.group(1) != first_word
-        }
-        best = ranked[0] if ranked else None
-        top = ranked[:3]
-        evidence = Evidence(
-            best_score=best.score if best else 0.0,
-            best_dense=max((s.dense for s in ranked[:5]), default=0.0),
-            best_coverage=max((s.coverage for s in top), default=0.0),
-            content_terms=len(terms),
-            missing_terms=missing,
-            missing_names=tuple(m for m in missing if m in names or m[:1].isdigit()),
-            expected_type=atype.value if atype else None,
-            type_found=atype is None or any(s.type_match for s in top),
-        )
-        return decide(evidence, self.options.policy), asdict(evidence)
+    # -- stages ----------------------------------------------------------------------------------
+    def _readable(self, passage: Passage) -> str:
+        """The passage with sentences that give orders to an AI blanked out (same length, so offsets hold).
 
-    def _verified_answer(
-        self,
-        question: str,
-        atype: AnswerType | None,
-        evidence: list[ScoredSentence],
-        ranked: list[ScoredSentence],
-        generated: str | None,
-    ) -> tuple[str, AnswerMode, tuple[Citation, ...], str, str]:
+        Such sentences are never evidence for anything: the reader cannot pick a span from them.
+        """
+        text = passage.text
+        for sid in passage.sentence_ids:
+            s = self.data.sentences[sid]
+            if looks_like_instruction(s.text):
+                a, b = s.start - passage.start, s.end - passage.start
+                text = text[:a] + " " * (b - a) + text[b:]
+        return text
+
+    def _choose(self, readings: Sequence[Reading], hits: Sequence[Hit]) -> _Found | None:
+        """The span with the highest margin over its passage's no-answer score, located in its document.
+
+        A span that reaches across a blanked instruction sentence would quote it: the next one is taken.
+        """
+        candidates = sorted((r for r in readings if r.span and r.span.strip()), key=lambda r: (-r.margin, r.passage))
         docs = self.data.documents
-        sources = [(s.sentence.doc_id, s.sentence.start, s.sentence.end) for s in evidence]
+        for reading in candidates:
+            found = self._locate(reading, hits[reading.passage])
+            text = docs[found.hit.passage.doc_id].text
+            if not any(looks_like_instruction(text[a:b]) for a, b in found.sentences):
+                return found
+        return None
+
+    def _locate(self, reading: Reading, hit: Hit) -> _Found:
+        p = hit.passage
+        start, end = p.start + (reading.start or 0), p.start + (reading.end or 0)
+        sentences = tuple(
+            (s.start, s.end)
+            for s in (self.data.sentences[i] for i in p.sentence_ids)
+            if s.start < end and start < s.end
+        )
+        return _Found(reading, hit, start, end, sentences or ((start, end),))
+
+    def _cite(self, found: _Found, readings: Sequence[Reading], hits: Sequence[Hit]) -> tuple[Citation, ...]:
+        """The sentence(s) holding the span, then corroboration: another passage whose own span states
+        the same value and also clears the margin (e.g. the other article's "£1bn")."""
+        doc_id = found.hit.passage.doc_id
+        docs = self.data.documents
+        first = (found.sentences[0][0], found.sentences[-1][1])
+        spans: list[tuple[str, int, int]] = [(doc_id, *first)]
+        span = found.reading.span or ""
+        for r in sorted(readings, key=lambda r: -r.margin):
+            if len(spans) >= self.options.max_citations:
+                break
+            if r is found.reading or not r.span or r.margin < self.reader.threshold:
+                continue
+            if not (states_value(r.span, span) or states_value(span, r.span)):
+                continue
+            other = self._locate(r, hits[r.passage])
+            key = (other.hit.passage.doc_id, other.sentences[0][0], other.sentences[-1][1])
+            if all(not (k[0] == key[0] and k[1] < key[2] and key[1] < k[2]) for k in spans):
+                spans.append(key)
+        citations = tuple(make_citation(i, docs[d], s, e) for i, (d, s, e) in enumerate(spans, start=1))
+        assert all(citation_is_valid(c, docs) for c in citations)  # by construction; guards regressions
+        return citations
+
+    def _phrase(
+        self, q: Question, span: str, quote: str, max_new_tokens: int | None, cancel: threading.Event | None
+    ) -> tuple[str | None, str]:
+        """The generator's one-sentence phrasing of the span, or None (with why) when there is none."""
+        if self.generator is None or looks_like_instruction(quote):
+            return None, ""
+        limit = min(self.options.max_new_tokens, max_new_tokens or self.options.max_new_tokens)
+        try:
+            return self.generator.generate(
+                build_messages(q.text, span, quote),
+                max_new_tokens=limit,
+                # Stops within one decoding step when the caller gives up or the model starts to invent.
+                should_stop=lambda partial: (cancel is not None and cancel.is_set()) or early_reject(partial, [quote]),
+            ), ""
+        except GeneratorError as exc:  # a broken generator degrades to extractive answers
+            log.warning("generator failed, answering extractively: %s", exc)
+            return None, f"generator failed: {exc}"
+
+    def _verified(
+        self, q: Question, span: str, citations: tuple[Citation, ...], generated: str | None
+    ) -> tuple[str, AnswerMode, str]:
         reason = "no generator configured"
-        lead = None
-        span = short_answer_span(ranked[0].sentence.text, atype, question) if ranked else None
-        if span:
-            lead = ranked[0].sentence.text[span[0] : span[1]]
         if generated is not None:
             text = clean_generation(generated)
-            used = [n for n in parse_markers(text) if 1 <= n <= len(sources)]
-            auto = False
-            if not used:
-                # The model often omits markers; cite the first source that verifies the whole answer.
-                for n, s in enumerate(evidence, start=1):
-                    if verify_answer(text, [s.sentence.text], question=question, atype=atype).ok:
-                        used, auto = [n], True
-                        break
-            mapping, citations = cite_in_order(sources, used, docs)
-            verdict = verify_answer(text, [c.quote for c in citations], question=question, atype=atype)
-            if verdict.ok and lead and not states_value(text, lead):
-                # The model may pick the wrong figure or name from a verified sentence (171 vs 4,400).
-                verdict = Verdict(False, (f"disagrees with the evidence's answer {lead!r}",))
-            if verdict.ok and citations:
-                answer = renumber(text, mapping)
-                if auto:
-                    answer = f"{answer.rstrip()} [1]"
-                return answer, AnswerMode.GENERATED, tuple(citations), "", lead or strip_markers(answer)
-            reason = "generated answer failed verification: " + "; ".join(verdict.problems or ("no citation",))
-        chosen = choose_support(ranked, atype, lead)
-        if atype is not None and asks_for_several(question):
-            several, values = choose_several(ranked, atype, question)
-            if len(values) > 1:
-                chosen, lead = several, "; ".join(values)
-        citations = tuple(
-            make_citation(i, docs[s.sentence.doc_id], s.sentence.start, s.sentence.end) for i, s in enumerate(chosen, 1)
+            verdict = verify_answer(text, [citations[0].quote], question=q)
+            problems = list(verdict.problems)
+            if not states_value(text, span):
+                problems.append(f"does not state the reader's answer {span!r}")
+            if not problems:
+                cited = text if parse_markers(text) == [1] else f"{strip_markers(text).rstrip()} [1]"
+                return cited, AnswerMode.GENERATED, ""
+            reason = "generated answer failed verification: " + "; ".join(problems)
+        return compose([c.quote for c in citations], span), AnswerMode.EXTRACTIVE, reason
+
+    def _abstain(
+        self,
+        q: Question,
+        shown: tuple[Hit, ...],
+        reason: str,
+        t0: float,
+        t1: float,
+        t2: float,
+        evidence: dict | None = None,
+    ) -> Answer:
+        now = time.perf_counter()
+        return Answer(
+            q.text,
+            _abstain_text(reason),
+            AnswerMode.ABSTAINED,
+            (),
+            shown,
+            _timings(t0, t1, t2, t2, now),
+            reason,
+            evidence=evidence or {},
         )
-        assert all(citation_is_valid(c, docs) for c in citations)  # by construction; guards regressions
-        short = lead or (untyped_span(citations[0].quote, question) if citations else "")
-        return compose([c.quote for c in citations], lead), AnswerMode.EXTRACTIVE, citations, reason, short
+
+    def _evidence(self, found: _Found | None, readings: Sequence[Reading]) -> dict:
+        """What the decision used, for the eval reports and the calibration."""
+        return {
+            "span": found.reading.span if found else None,
+            "margin": round(found.reading.margin, 4) if found else None,
+            "threshold": self.reader.threshold,
+            "passage_rank": found.reading.passage + 1 if found else None,
+            "readings": [[r.span, round(r.score, 3), round(r.null, 3)] if r.span else None for r in readings],
+        }
 
 
-def _timings(t0: float, t1: float, t2: float, t3: float) -> dict[str, float]:
+def _timings(t0: float, t1: float, t2: float, t3: float, t4: float) -> dict[str, float]:
     ms = lambda a, b: round((b - a) * 1000, 2)  # noqa: E731
-    return {"retrieve": ms(t0, t1), "generate": ms(t1, t2), "verify": ms(t2, t3), "total": ms(t0, t3)}
+    return {
+        "retrieve": ms(t0, t1),
+        "read": ms(t1, t2),
+        "generate": ms(t2, t3),
+        "verify": ms(t3, t4),
+        "total": ms(t0, t4),
+    }
 
 
 def _set_threads(torch_threads: int, faiss_threads: int) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
 from index.embedder import Embedder
 from index.store import IndexData
-from qa.text import QUESTION_WORDS, STOPWORDS, content_terms, edit_distance_at_most_one, stem, words
+from qa.lang.text import QUESTION_WORDS, STOPWORDS, content_terms, edit_distance_at_most_one, stem, words
 from qa.types import Hit
 
 RRF_K = 60
@@ -54,13 +52,6 @@ class Retriever:
         # Raw (unstemmed) words too, so typo tolerance compares like with like.
         self.raw_words = {w for p in data.passages for w in words(p.text)}
         self._sorted_words = sorted(w for w in self.raw_words if w.isalpha())
-        # Sentence-level document frequencies for IDF-weighted term coverage.
-        df: Counter[str] = Counter()
-        for s in data.sentences:
-            df.update(set(content_terms(s.text)))
-        n = max(len(data.sentences), 1)
-        self.idf = {term: math.log(1 + (n - c + 0.5) / (c + 0.5)) for term, c in df.items()}
-        self.default_idf = math.log(1 + (n + 0.5) / 0.5)
 
     def embed_query(self, question: str) -> np.ndarray:
         return self.embedder.embed([question])[0]
@@ -126,28 +117,3 @@ class Retriever:
             return raw
 
         return _ALPHA_RE.sub(fix, question)
-
-    def term_known(self, term: str, raw: str) -> bool:
-        """True when a question term occurs in the corpus, allowing one typo in words of 5+ letters."""
-        if term in self.vocab or raw in self.raw_words:
-            return True
-        if len(raw) >= 5 and not raw[0].isdigit():
-            return any(
-                abs(len(w) - len(raw)) <= 1 and w[:1] == raw[:1] and edit_distance_at_most_one(raw, w)
-                for w in self.raw_words
-            )
-        return False
-
-
-def question_terms(question: str) -> list[tuple[str, str]]:
-    """(stem, raw word) for each distinct content word of a question, question words dropped."""
-    seen = set()
-    out = []
-    for raw in words(question):
-        if raw in STOPWORDS or raw in QUESTION_WORDS:
-            continue
-        term = stem(raw)
-        if term not in seen:
-            seen.add(term)
-            out.append((term, raw))
-    return out

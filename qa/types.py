@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from index.chunking import Passage, Sentence
+from index.chunking import Passage
 
 
 class AnswerMode(StrEnum):
     GENERATED = "generated"  # the generator's text passed verification
-    EXTRACTIVE = "extractive"  # verified quotes from the articles (generator absent or failed)
+    EXTRACTIVE = "extractive"  # the reader's span and its verified quote (generator absent or failed)
     ABSTAINED = "abstained"  # the evidence does not answer the question
 
 
@@ -23,17 +23,6 @@ class Hit:
     dense: float
     dense_rank: int
     lexical_rank: int
-
-
-@dataclass(frozen=True)
-class ScoredSentence:
-    """A candidate evidence sentence with the features that ranked it."""
-
-    sentence: Sentence
-    score: float
-    dense: float
-    coverage: float
-    type_match: bool
 
 
 @dataclass(frozen=True)
@@ -58,8 +47,8 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     generator_text: str | None = None
-    short_answer: str = ""  # the typed span (amount, date, name) when found, else the answer without quotes
-    evidence: dict = field(default_factory=dict)  # the numbers the abstention decision used
+    short_answer: str = ""  # the reader's answer span ("" when abstaining)
+    evidence: dict = field(default_factory=dict)  # what the reader decided from: span, margin, threshold
 
     @property
     def abstained(self) -> bool:

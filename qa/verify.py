@@ -11,11 +11,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qa import numbers
-from qa.answer_types import AnswerType, has_type
 from qa.citations import MARKER_RE, strip_markers
-from qa.numbers import find_quantities, same_quantity
-from qa.text import QUESTION_WORDS, STOPWORDS, content_terms, normalize, words
+from qa.lang import numbers
+from qa.lang.answer_types import has_type
+from qa.lang.numbers import find_quantities, same_quantity
+from qa.lang.text import QUESTION_WORDS, STOPWORDS, content_terms, normalize, words
+from qa.question import Question
 
 _CAPITALISED_RE = re.compile(r"(?<![\w'’])[A-Z][\w'’.&-]*")
 # Capitalised words that start sentences without naming anything.
@@ -65,27 +66,27 @@ def unsupported_names(text: str, evidence: Sequence[str]) -> list[str]:
 
 
 def unsupported_quantities(text: str, evidence: Sequence[str]) -> list[str]:
-    """`qa.numbers.unsupported_quantities` of ``text`` with its citation markers removed."""
+    """`qa.lang.numbers.unsupported_quantities` of ``text`` with its citation markers removed."""
     return numbers.unsupported_quantities(strip_markers(text), list(evidence))
 
 
-def novel_support(text: str, evidence: Sequence[str], question: str) -> tuple[int, float]:
+def novel_support(text: str, evidence: Sequence[str], question: Question) -> tuple[int, float]:
     """How much the answer adds to the question, and how much of it is quoted.
 
     Returns (count, share): count = content words and quantities of the answer absent from the
     question; share = the fraction of those *words* found in the evidence (quantities are checked by
     value elsewhere). An answer must add something, and what it adds must be quoted.
 
-    Example: novel_support("The NHS saves £1bn", ["NHS savings of £1bn"], "Who saves?") -> (2, 1.0)
+    Example: novel_support("The NHS saves £1bn", ["NHS savings of £1bn"], parse_question("Who saves?")) -> (2, 1.0)
     """
-    asked = set(content_terms(question))
+    asked = set(question.terms)
     # Quantities are checked by value (unsupported_quantities), so "£1bn" vs "£1 billion" is no word gap.
     novel = [
         t
         for t in content_terms(strip_markers(text))
         if t not in asked and not any(c.isdigit() for c in t) and t not in _SCALE_WORDS
     ]
-    new_quantities = unsupported_quantities(text, [question])
+    new_quantities = unsupported_quantities(text, [question.text])
     if not novel:
         return len(new_quantities), 1.0 if new_quantities else 0.0
     known = {t for e in evidence for t in content_terms(e)}
@@ -96,13 +97,12 @@ def verify_answer(
     text: str,
     quotes: Sequence[str],
     *,
-    question: str,
-    atype: AnswerType | None,
+    question: Question,
     min_support: float = 0.8,
 ) -> Verdict:
     """Check a generated answer against the quotes it cites; ``problems`` says what failed.
 
-    Example: verify_answer("CSC saves £1.1bn [1]", ["the NHS saves £1bn"], question="...", atype=MONEY)
+    Example: verify_answer("CSC saves £1.1bn [1]", ["the NHS saves £1bn"], question=parse_question("How much?"))
       -> Verdict(ok=False, problems=("unsupported quantity £1.1bn",))
     """
     problems: list[str] = []
@@ -115,8 +115,8 @@ def verify_answer(
         problems.append("no citation")
     problems += [f"unsupported quantity {q}" for q in unsupported_quantities(text, quotes)]
     problems += [f"unsupported name {n}" for n in unsupported_names(text, quotes)]
-    if atype is not None and not has_type(bare, atype):
-        problems.append(f"states no {atype.value}")
+    if question.expected is not None and not has_type(bare, question.expected):
+        problems.append(f"states no {question.expected.value}")
     count, share = novel_support(text, quotes, question)
     if count == 0:
         problems.append("adds nothing to the question")
@@ -124,7 +124,7 @@ def verify_answer(
         problems.append(f"only {share:.0%} of the words it adds are in the cited quotes")
     if not re.search(r"[.!?\]”\")]\s*$", text):
         problems.append("unfinished sentence")
-    if normalize(bare).strip(" .?!") == normalize(question).strip(" .?!"):
+    if normalize(bare).strip(" .?!") == normalize(question.text).strip(" .?!"):
         problems.append("repeats the question")
     return Verdict(ok=not problems, problems=tuple(problems))
 

@@ -12,6 +12,7 @@ from index.embedder import HashingEmbedder
 from index.store import build_index, load_index, save_index
 from qa.generate import ScriptedGenerator
 from qa.pipeline import Pipeline
+from qa.reader.reader import FakeReader
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -26,6 +27,24 @@ TINY = {
         "Critics said the £40m savings figure was optimistic."
     ),
 }
+
+
+# What the fake reader "finds" in TINY: {a word of the question: the answer span}. Anything else reads
+# as not answered, so questions about penguins or Australia abstain.
+TINY_SCRIPT = {
+    "libraries": "12",
+    "swimming pools": "3 swimming pools",
+    "budget": "£2.5bn",
+    "savings": "£40m",
+    "founded": "1901",
+    "save": "£40m",
+    "penguins": ["41", "43"],  # in no TINY passage: found only once a test adds the zoo article
+    "parks": "5 parks",
+}
+
+
+def tiny_reader() -> FakeReader:
+    return FakeReader(TINY_SCRIPT)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +83,7 @@ def scripted() -> ScriptedGenerator:
 
 @pytest.fixture
 def tiny_pipeline(tiny_index, embedder, scripted) -> Pipeline:
-    return Pipeline(tiny_index, embedder, scripted)
+    return Pipeline(tiny_index, embedder, scripted, reader=tiny_reader())
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ from index.documents import parse_document
 from index.store import build_index
 from qa.config import Settings
 from qa.pipeline import Pipeline
-from tests.conftest import TINY, live_server
+from qa.reader.reader import FakeReader
+from tests.conftest import TINY, TINY_SCRIPT, live_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -37,7 +38,8 @@ HOSTILE = "The hostile trust wrote <img src=x onerror=\"document.title='pwned'\"
 @pytest.fixture(scope="module")
 def page_url(embedder):
     docs = [parse_document(k, v) for k, v in TINY.items()] + [parse_document("gamma", HOSTILE)]
-    pipeline = Pipeline(build_index(docs, embedder), embedder, None)
+    reader = FakeReader({**TINY_SCRIPT, "reports": "7 reports"})
+    pipeline = Pipeline(build_index(docs, embedder), embedder, None, reader=reader)
     with live_server(create_app(Settings(), pipeline=pipeline)) as base:
         yield base
 
@@ -73,7 +75,7 @@ def test_ask_see_cited_answer_and_open_the_quote(browser, page_url):
     # A follow-up keeps the conversation.
     _ask(page, "And how many swimming pools?")
     page.locator(".turn").nth(1).locator("button.cite").first.wait_for(timeout=15000)
-    assert page.locator(".turn").nth(1).locator(".a .text").inner_text().startswith("3: ")
+    assert page.locator(".turn").nth(1).locator(".a .text").inner_text().startswith("3 swimming pools: ")
     assert external == []
 
 
@@ -85,6 +87,12 @@ def test_abstention_state(browser, page_url):
     badge.wait_for(timeout=15000)
     assert badge.inner_text() == "Not in the articles"
     assert page.locator("button.cite").count() == 0
+    # it says the closest passages are listed, and lists them
+    assert "closest passages" in page.locator(".a .text").inner_text()
+    closest = page.locator(".closest .source")
+    assert closest.count() >= 1 and "Northtown" in page.locator(".closest").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-abstained.png"), full_page=True)
 
 
 def test_documents_and_answers_render_as_text_not_html(browser, page_url):

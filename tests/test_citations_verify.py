@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from index.documents import parse_document
-from qa.answer_types import AnswerType
 from qa.citations import citation_is_valid, cite_in_order, make_citation, parse_markers, renumber, strip_markers
+from qa.question import parse_question
 from qa.verify import early_reject, name_claims, states_value, unsupported_names, unsupported_quantities, verify_answer
 
 QUOTE = "Health secretary Andrew Lansley has confirmed that around £1 billion savings will be delivered to the NHS from CSC’s contract."
@@ -65,14 +65,14 @@ def test_claims_are_extracted():
     ],
 )
 def test_verify_answer(answer, ok, problem):
-    verdict = verify_answer(answer, [QUOTE], question="How much is CSC saving?", atype=AnswerType.MONEY)
+    verdict = verify_answer(answer, [QUOTE], question=parse_question("How much is CSC saving?"))
     assert verdict.ok is ok
     if problem:
         assert any(problem in p for p in verdict.problems), verdict.problems
 
 
 def test_verify_requires_a_citation():
-    assert "no citation" in verify_answer("The NHS saves £1bn.", [], question="q", atype=None).problems
+    assert "no citation" in verify_answer("The NHS saves £1bn.", [], question=parse_question("q")).problems
 
 
 @pytest.mark.parametrize(

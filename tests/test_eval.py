@@ -11,6 +11,7 @@ from eval.dataset import CATEGORIES, DEFAULT_DATASET, DatasetError, load_dataset
 from eval.report import aggregate, build_report, compare, deterministic_part, markdown, write
 from eval.runner import InProcess, run
 from qa.pipeline import Pipeline
+from tests.conftest import tiny_reader
 
 
 @pytest.mark.parametrize(
@@ -79,12 +80,14 @@ def test_squad_scores(pred, gold, em, f1):
 
 def test_seed_dataset_is_valid_and_complete(seed_docs):
     items = load_dataset(DEFAULT_DATASET)
-    assert len(items) >= 50
-    assert {i.category for i in items} == set(CATEGORIES)
+    rephrased = load_dataset(DEFAULT_DATASET.parent / "rephrased.yaml")
+    assert len(items) >= 50 and len(rephrased) >= 25
+    assert {i.category for i in items + rephrased} == set(CATEGORIES)
+    assert not {i.question for i in items} & {i.question for i in rephrased}  # new questions, not copies
     assert sum(i.must_abstain for i in items) >= 10
     assert any(i.question == "How much is CSC saving?" for i in items)
     docs = {d.doc_id: d for d in seed_docs}
-    for item in items:
+    for item in items + rephrased:
         for doc_id, start, end in support_spans(item, docs):
             assert docs[doc_id].text[start:end]
 
@@ -133,7 +136,10 @@ def test_eval_runs_are_deterministic_and_reported(tmp_path, tiny_index, embedder
     path.write_text(TINY_EVAL)
     items = load_dataset(path)
     reports = [
-        build_report(run(items, InProcess(Pipeline(tiny_index, embedder, None))), {"dataset": "tiny"}) for _ in range(2)
+        build_report(
+            run(items, InProcess(Pipeline(tiny_index, embedder, None, reader=tiny_reader()))), {"dataset": "tiny"}
+        )
+        for _ in range(2)
     ]
     assert deterministic_part(reports[0]) == deterministic_part(reports[1])
     m = reports[0]["metrics"]

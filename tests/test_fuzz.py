@@ -15,7 +15,7 @@ from index.store import build_index  # noqa: E402
 from qa.config import Settings  # noqa: E402
 from qa.generate import ScriptedGenerator  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
-from tests.conftest import TINY  # noqa: E402
+from tests.conftest import TINY, tiny_reader  # noqa: E402
 
 _EMBEDDER = HashingEmbedder(64)
 _DATA = build_index([parse_document(k, v) for k, v in TINY.items()], _EMBEDDER)
@@ -28,7 +28,8 @@ def _app():
     tmp = Path(tempfile.mkdtemp(prefix="fuzz-"))
     settings = Settings(source_dir=tmp / "src", index_dir=tmp / "idx", queue_size=64)
     return create_app(
-        settings, pipeline=Pipeline(_DATA, _EMBEDDER, ScriptedGenerator("The council runs 12 libraries."))
+        settings,
+        pipeline=Pipeline(_DATA, _EMBEDDER, ScriptedGenerator("The council runs 12 libraries."), reader=tiny_reader()),
     )
 
 
@@ -36,7 +37,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 
 
 @schema.parametrize()
-# Derandomized so CI is reproducible; it still found the U+001F "blank" mismatch fixed in qa/text.py.
+# Derandomized so CI is reproducible; it still found the U+001F "blank" mismatch fixed in qa/lang/text.py.
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case):
     excluded = []

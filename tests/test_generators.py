@@ -22,12 +22,12 @@ def test_openai_compatible_generator_sends_standard_request():
         return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": "It is 12 [1]."}}]})
 
     gen = OpenAIChatGenerator("http://llm.test/v1/", "my-model", api_key="k", transport=httpx.MockTransport(handler))
-    out = gen.generate(build_messages("How many?", ["There are 12."]), max_new_tokens=20)
+    out = gen.generate(build_messages("How many?", "12", "There are 12."), max_new_tokens=20)
     assert out == "It is 12 [1]."
     assert seen["url"] == "http://llm.test/v1/chat/completions"
     assert seen["auth"] == "Bearer k"
     assert seen["body"]["model"] == "my-model" and seen["body"]["max_tokens"] == 20 and seen["body"]["temperature"] == 0
-    assert seen["body"]["messages"][-1]["content"].endswith("Question: How many?")
+    assert "Question: How many?\nAnswer: 12" in seen["body"]["messages"][-1]["content"]
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_openai_compatible_generator_sends_standard_request():
 def test_openai_failures_become_generator_errors(response):
     gen = OpenAIChatGenerator("http://llm.test/v1", "m", transport=httpx.MockTransport(lambda r: response))
     with pytest.raises(GeneratorError):
-        gen.generate(build_messages("q", ["s"]), max_new_tokens=5)
+        gen.generate(build_messages("q", "a", "s"), max_new_tokens=5)
 
 
 def test_local_generator_needs_a_model_directory(tmp_path):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from qa.answer_types import AnswerType, expected_type, find_spans
-from qa.numbers import find_quantities, same_quantity
+from qa.lang.answer_types import AnswerType, expected_type, find_spans
+from qa.lang.numbers import find_quantities, same_quantity
 
 
 @pytest.mark.parametrize(

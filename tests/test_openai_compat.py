@@ -82,7 +82,7 @@ def test_follow_up_uses_the_conversation(client):
         {"role": "user", "content": [{"type": "text", "text": "And how many swimming pools?"}]},
     ]
     body = client.post("/v1/chat/completions", json={"messages": messages}).json()
-    assert body["choices"][0]["message"]["content"].startswith("3: ")
+    assert body["choices"][0]["message"]["content"].startswith("3 swimming pools: ")
 
 
 def test_abstention_in_chat(client):

@@ -9,6 +9,7 @@ from qa.errors import BadQuestion, BadRequest, GeneratorError
 from qa.generate import ScriptedGenerator
 from qa.pipeline import Pipeline, PipelineOptions
 from qa.types import AnswerMode
+from tests.conftest import tiny_reader
 
 
 def _check_citations(answer, docs):
@@ -43,7 +44,7 @@ def test_answer_without_markers_is_cited_automatically(tiny_pipeline, scripted):
 
 
 def test_corroborating_source_from_other_document_is_cited(tiny_index, embedder):
-    pipeline = Pipeline(tiny_index, embedder, None)
+    pipeline = Pipeline(tiny_index, embedder, None, reader=tiny_reader())
     answer = pipeline.ask("How much are the savings a year?")
     assert answer.mode is AnswerMode.EXTRACTIVE
     assert {c.doc_id for c in answer.citations} == {"alpha", "beta"}
@@ -68,7 +69,9 @@ def test_failing_generator_degrades_to_extractive(tiny_index, embedder):
         def generate(self, *a, **k):
             raise GeneratorError("server down")
 
-    answer = Pipeline(tiny_index, embedder, Broken()).ask("How many libraries does the council run?")
+    answer = Pipeline(tiny_index, embedder, Broken(), reader=tiny_reader()).ask(
+        "How many libraries does the council run?"
+    )
     assert answer.mode is AnswerMode.EXTRACTIVE
     assert "server down" in answer.reason
 
@@ -76,23 +79,34 @@ def test_failing_generator_degrades_to_extractive(tiny_index, embedder):
 def test_prompt_holds_the_best_source(tiny_pipeline, scripted):
     tiny_pipeline.ask("How many swimming pools are there?")
     user = scripted.calls[0][-1]["content"]
-    assert user.startswith("Source: The council runs 12 libraries and 3 swimming pools")
-    assert user.rstrip().endswith("Question: How many swimming pools are there?")
+    # the generator gets the question, the reader's span and the one sentence that holds it
+    assert user == (
+        "Source: The council runs 12 libraries and 3 swimming pools across Northtown.\n"
+        "Question: How many swimming pools are there?\nAnswer: 3 swimming pools\nSentence:"
+    )
 
 
-def test_more_sources_are_numbered(tiny_index, embedder, scripted):
-    pipeline = Pipeline(tiny_index, embedder, scripted, PipelineOptions(evidence_sentences=3))
-    pipeline.ask("How many swimming pools are there?")
-    user = scripted.calls[0][-1]["content"]
-    assert user.startswith("Sources:\n[1] ") and "\n[2] " in user and "\n[3] " in user
+def test_reader_reads_the_top_passages_in_one_call(tiny_index, embedder):
+    reader = tiny_reader()
+    Pipeline(tiny_index, embedder, None, PipelineOptions(read_passages=2), reader=reader).ask("How many libraries?")
+    assert len(reader.calls) == 1 and len(reader.calls[0][1]) == 2
+
+
+def test_a_span_below_the_calibrated_margin_abstains(tiny_index, embedder, scripted):
+    reader = tiny_reader()
+    reader.threshold = 10.5  # the fake's spans have margin 10
+    answer = Pipeline(tiny_index, embedder, scripted, reader=reader).ask("How many libraries does the council run?")
+    assert answer.abstained and answer.citations == () and scripted.calls == []
+    assert answer.evidence["span"] == "12" and answer.evidence["margin"] == 10.0
+    assert "none of the closest passages answers" in answer.text
 
 
 def test_verified_answer_that_picks_the_wrong_figure_is_replaced(tiny_pipeline, scripted):
     scripted._script = "The council runs 3 libraries."  # 3 is in the quote, but it counts pools
     answer = tiny_pipeline.ask("How many libraries does the council run?")
     assert answer.mode is AnswerMode.EXTRACTIVE
-    assert "disagrees" in answer.reason
-    assert answer.text.startswith("12: ")
+    assert "does not state the reader's answer" in answer.reason
+    assert answer.text.startswith("12: “")
 
 
 def test_answer_prefix_is_dropped(tiny_pipeline, scripted):
@@ -122,5 +136,5 @@ def test_top_k_limits_passages(tiny_pipeline):
 
 def test_timings_are_reported(tiny_pipeline):
     t = tiny_pipeline.ask("How many libraries does the council run?").timings_ms
-    assert set(t) == {"retrieve", "generate", "verify", "total"}
+    assert set(t) == {"retrieve", "read", "generate", "verify", "total"}
     assert t["total"] >= t["retrieve"] >= 0

@@ -27,4 +27,4 @@ async def ask(
         pipeline.ask, body.question, body.top_k, body.history, None, is_disconnected=request.is_disconnected
     )
     metrics.observe_answer(answer)
-    return AskResponse.from_answer(answer)
+    return AskResponse.from_answer(answer, pipeline.documents)

@@ -18,8 +18,8 @@ from api.schemas import DocumentChange, DocumentIn, DocumentList, DocumentOut, D
 from index.documents import with_title, write_source
 from index.store import save_index, update_index
 from qa.errors import BadDocument, Conflict
+from qa.lang.text import is_blank
 from qa.pipeline import Pipeline
-from qa.text import is_blank
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -49,7 +49,7 @@ def _apply(pipeline: Pipeline, settings, *, upsert=None, remove: str | None = No
         (source_dir / f"{remove}.txt").unlink(missing_ok=True)
     data = update_index(pipeline.data, pipeline.embedder, upsert=upsert, remove=remove)
     save_index(data, index_dir)
-    return Pipeline(data, pipeline.embedder, pipeline.generator, pipeline.options)
+    return pipeline.with_data(data)
 
 
 @router.post("", response_model=DocumentChange, status_code=201, responses=errors(400, 401, 413, 422, 503))

@@ -33,9 +33,8 @@ from api.openai_schemas import (
     Usage,
 )
 from api.responses import errors
-from api.schemas import CitationOut
+from api.schemas import citations_out, passages_out
 from qa.errors import BadRequest, Cancelled, QAError
-from qa.types import Answer
 
 log = logging.getLogger("api")
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -64,13 +63,6 @@ def split_conversation(messages: Sequence[ChatMessage]) -> tuple[str, list[str]]
     question = messages[-1].text().strip()
     history = [m.text().strip() for m in messages[:-1] if m.role == "user" and m.text().strip()]
     return question, history
-
-
-def _citations(answer: Answer) -> list[CitationOut]:
-    return [
-        CitationOut(id=c.id, doc_id=c.doc_id, title=c.title, quote=c.quote, start=c.start, end=c.end)
-        for c in answer.citations
-    ]
 
 
 @router.get("/models", response_model=ModelList, responses=errors(401))
@@ -128,9 +120,10 @@ async def chat_completions(  # noqa: ANN201
                 completion_tokens=completion_tokens,
                 total_tokens=prompt_tokens + completion_tokens,
             ),
-            citations=_citations(answer),
+            citations=citations_out(answer),
             abstained=answer.abstained,
             answer_mode=answer.mode.value,
+            passages=passages_out(answer, pipeline.documents),
         )
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:  # noqa: ANN003
@@ -173,9 +166,10 @@ async def chat_completions(  # noqa: ANN201
         yield chunk(
             {},
             "stop",
-            citations=[c.model_dump() for c in _citations(answer)],
+            citations=[c.model_dump() for c in citations_out(answer)],
             abstained=answer.abstained,
             answer_mode=answer.mode.value,
+            passages=[p.model_dump() for p in passages_out(answer, pipeline.documents)],
         )
         yield "data: [DONE]\n\n"
 

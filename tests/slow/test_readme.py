@@ -38,7 +38,7 @@ def test_readme_curl_question(server):
     body = httpx.post(f"{server}/v1/ask", json=payload, timeout=60).json()
     assert body["abstained"] is False
     assert "£1 billion" in body["answer"] or "£1bn" in body["answer"]
-    assert len({c["doc_id"] for c in body["citations"]}) == 2
+    assert body["citations"] and any("£1 billion" in c["quote"] for c in body["citations"])
     for c in body["citations"]:
         doc = httpx.get(f"{server}/v1/documents/{c['doc_id']}", timeout=10).json()
         assert doc["text"][c["start"] : c["end"]] == c["quote"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from qa.citations import citation_is_valid, parse_markers
-from qa.numbers import find_quantities, same_quantity
-from qa.text import normalize
+from qa.lang.numbers import find_quantities, same_quantity
+from qa.lang.text import normalize
 from qa.types import AnswerMode
 
 
@@ -25,13 +25,26 @@ def _assert_verified(answer, docs):
     assert sorted(parse_markers(answer.text)) == [c.id for c in answer.citations]
 
 
-def test_mission_question(real_pipeline):
+def test_mission_question_never_credits_csc_with_a_wrong_saving(real_pipeline):
+    """The premise is false: the NHS saves about £1bn on CSC's contract. The answer may say so (£1bn,
+    quoting the NHS) or say that the articles do not say how much CSC saves; it may never state
+    another figure (£1.8bn is the whole programme, £9bn would be invented)."""
     answer = real_pipeline.ask("How much is CSC saving?")
-    assert not answer.abstained
+    if answer.abstained:
+        assert answer.citations == () and answer.hits  # the closest passages are still shown
+        assert any("£1 billion" in h.passage.text or "£1bn" in h.passage.text for h in answer.hits)
+    else:
+        assert _states(answer.short_answer, "£1bn"), answer.text
+        _assert_verified(answer, real_pipeline.documents)
+        assert all("NHS" in c.quote for c in answer.citations)
+
+
+def test_savings_question_is_answered_from_the_nhs_quote(real_pipeline):
+    answer = real_pipeline.ask("How much will the NHS save from the CSC deal?")
+    assert not answer.abstained, answer.reason
     assert _states(answer.text, "£1bn"), answer.text
     _assert_verified(answer, real_pipeline.documents)
-    assert {c.doc_id for c in answer.citations} == set(real_pipeline.documents)  # both articles
-    assert all("NHS" in c.quote for c in answer.citations)  # the NHS saves, per the quotes
+    assert any("£1 billion" in c.quote or "£1bn" in c.quote for c in answer.citations)
 
 
 FACTUAL = [
@@ -79,26 +92,20 @@ def test_generator_is_greedy_and_deterministic(real_pipeline):
     from qa.generate import build_messages
 
     messages = build_messages(
-        "How many GP practices?", ["CSC was contracted to install systems at 4,400 GP practices."]
+        "How many GP practices?", "4,400", "CSC was contracted to install systems at 4,400 GP practices."
     )
     first = real_pipeline.generator.generate(messages, max_new_tokens=12)
     second = real_pipeline.generator.generate(messages, max_new_tokens=12)
     assert first == second and first.strip()
 
 
-def test_hybrid_and_sentence_scoring_rank_the_savings_sentence_first(real_pipeline):
-    from qa.answer_types import expected_type
-    from qa.rank import score_sentences
-    from qa.retrieve import question_terms
-
-    q = "How much is CSC saving?"
-    r = real_pipeline.retriever
-    v = r.embed_query(q)
-    ranked = score_sentences(r, [t for t, _ in question_terms(q)], v, r.search(q, v, 8), expected_type(q))
-    assert "£1 billion savings" in ranked[0].sentence.text
-    # Dense similarity alone does not put it first; the lexical and money cues do.
-    by_dense = sorted(ranked, key=lambda s: -s.dense)
-    assert "£1 billion savings" not in by_dense[0].sentence.text
+def test_the_reader_finds_the_savings_span_in_the_retrieved_passages(real_pipeline):
+    q = real_pipeline.parse("How much is CSC saving?")
+    hits = real_pipeline.retriever.search(q.query, real_pipeline.retriever.embed_query(q.query), 5)
+    readings = real_pipeline.reader.read(q.reader_text, [h.passage.text for h in hits])
+    best = max(readings, key=lambda r: r.margin)
+    assert _states(best.span, "£1bn"), best
+    assert best.margin >= real_pipeline.reader.threshold
 
 
 def test_a_local_model_directory_plugs_in_without_code_changes(real_settings):
@@ -112,3 +119,23 @@ def test_a_local_model_directory_plugs_in_without_code_changes(real_settings):
     assert pipeline.generator.model_id == str(model_dir)
     answer = pipeline.ask("How many GP practices was CSC contracted to install a care records system at?")
     assert "4,400" in answer.text and answer.citations
+
+
+def test_cli_ask_json(real_index_dir):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QA_INDEX_DIR": str(real_index_dir), "QA_GENERATOR": "none"}
+    out = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "ask", "How much will the NHS save from the CSC deal?", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    body = json.loads(out.stdout)
+    assert body["abstained"] is False and _states(body["answer"], "£1bn") and body["citations"]
+    assert {"doc_id", "title", "start", "end", "text", "score"} == set(body["passages"][0])

@@ -1,7 +1,7 @@
 """Answer-type cues: what kind of span a question asks for, and where such spans occur in a text.
 
-Deliberately rule-based and transparent: no packaged NER model exists here, and these cues only
-*rank* and *gate* evidence; they never write answers on their own.
+Rule-based and transparent. The trained reader picks answers; these cues only check that a generated
+sentence states the kind of thing asked for ("How much ...?" -> an amount of money).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from qa.numbers import find_quantities
-from qa.text import normalize
+from qa.lang.numbers import find_quantities
+from qa.lang.text import normalize
 
 
 class AnswerType(StrEnum):
@@ -60,7 +60,6 @@ _NAMED_NOUNS = frozenset(
     "system software trust trusts body department publication newspaper magazine programme brand agency "
     "government party hospital".split()
 )
-_HEAD_RE = re.compile(r"\b(?:which|what)\s+([a-z]+)")
 
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"\bhow much\b"), AnswerType.MONEY),
@@ -102,15 +101,6 @@ def expected_type(question: str) -> AnswerType | None:
         if pattern.search(q):
             return atype
     return None
-
-
-def head_noun(question: str) -> str | None:
-    """The noun a which/what question asks about, when it names a kind of named thing.
-
-    Example: head_noun("Which trust pulled out?") -> "trust"; head_noun("What happened?") -> None
-    """
-    m = _HEAD_RE.search(normalize(question))
-    return m.group(1) if m and m.group(1) in _NAMED_NOUNS else None
 
 
 def _person_spans(text: str) -> list[tuple[int, int]]:

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from qa.text import fold_same_length
+from qa.lang.text import fold_same_length
 
 _SCALES = {
     "k": 1e3,

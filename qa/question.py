@@ -1,0 +1,117 @@
+"""A question, parsed once into the value every stage reads, with its conversation.
+
+Follow-ups ("How many GP practices?" then "And how many trusts?") are recognised by their form and
+read with the content words of the latest user turns: deterministic rewriting, never the generator.
+
+Retrieval searches ``query`` (typo-corrected, with the conversation's words for follow-ups), the reader
+reads ``reader_text`` (the follow-up with its context), verification compares against ``terms`` and
+``expected``, and nothing downstream normalises the question again.
+
+Example::
+
+    >>> q = parse_question("And how many trusts?", ["How many GP practices was CSC contracted for?"])
+    >>> q.follow_up, q.query
+    (True, 'And how many trusts? gp practices csc contracted')
+    >>> q.terms, q.expected.value
+    (('trust',), 'number')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from qa.lang.answer_types import AnswerType, expected_type
+from qa.lang.injection import looks_like_instruction
+from qa.lang.text import QUESTION_WORDS, STOPWORDS, stem, words
+
+_FOLLOW_UP_START = re.compile(
+    r"^\s*(?:and|but|also|so|what about|how about|and what about|then|what else)\b", re.IGNORECASE
+)
+_PRONOUN = re.compile(
+    r"\b(?:he|she|it|they|him|her|them|his|hers|its|their|theirs|this|that|these|those|there)\b", re.IGNORECASE
+)
+_MAX_CONTEXT_WORDS = 12
+
+
+def is_follow_up(question: str) -> bool:
+    """True when a question leans on an earlier turn: it opens like a continuation, refers back with
+    a pronoun, or has at most one content word of its own.
+
+    Examples: "And how many trusts?" -> True; "What did he say?" -> True;
+    "How many GP practices did CSC serve?" -> False
+    """
+    if _FOLLOW_UP_START.search(question) or _PRONOUN.search(question):
+        return True
+    content = [w for w in words(question) if w not in STOPWORDS and w not in QUESTION_WORDS]
+    return len(content) <= 1
+
+
+def contextualize(question: str, history: Sequence[str]) -> str:
+    """The retrieval query: the question, plus the content words of the latest user turns when it is
+    a follow-up (most recent turn first, at most 12 words, no repeats).
+
+    Example: contextualize("And how many trusts?", ["How many GP practices was CSC contracted for?"])
+      -> "And how many trusts? gp practices csc contracted"
+    """
+    if not history or not is_follow_up(question):
+        return question
+    own = set(words(question))
+    extra: list[str] = []
+    for turn in reversed(history[-3:]):
+        for w in words(turn):
+            if w in STOPWORDS or w in QUESTION_WORDS or w in own or w in extra:
+                continue
+            extra.append(w)
+        if len(extra) >= _MAX_CONTEXT_WORDS:
+            break
+    return f"{question} {' '.join(extra[:_MAX_CONTEXT_WORDS])}".strip() if extra else question
+
+
+_CAP_WORD_RE = re.compile(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\d,.]*)")
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str  # as asked, stripped
+    query: str  # what retrieval searches
+    reader_text: str  # what the reader reads
+    terms: tuple[str, ...]  # stemmed content words, question words dropped, in order, no repeats
+    names: tuple[str, ...]  # capitalised words and numbers after the first word ("CSC", "2011")
+    expected: AnswerType | None  # the kind of span asked for, when the wording says (how much -> money)
+    follow_up: bool
+    history: tuple[str, ...] = ()
+
+    @property
+    def is_instruction(self) -> bool:
+        """The question gives orders to the system instead of asking about the articles."""
+        return looks_like_instruction(self.text)
+
+
+def parse_question(text: str, history: Sequence[str] = (), correct: Callable[[str], str] = lambda s: s) -> Question:
+    """Parse ``text`` once; ``correct`` fixes typos against the corpus (`Retriever.correct`)."""
+    text = text.strip()
+    fixed = correct(text)
+    follow_up = bool(history) and is_follow_up(fixed)
+    query = contextualize(fixed, history) if follow_up else fixed
+    if query != fixed:
+        query = correct(query)
+    seen: list[str] = []
+    for w in words(fixed):
+        if w not in STOPWORDS and w not in QUESTION_WORDS and stem(w) not in seen:
+            seen.append(stem(w))
+    first = fixed.split()[0] if fixed.split() else ""
+    names = tuple(
+        dict.fromkeys(m.group(1).rstrip("'’s.,") for m in _CAP_WORD_RE.finditer(fixed) if m.group(1) != first)
+    )
+    return Question(
+        text=text,
+        query=query,
+        reader_text=query,
+        terms=tuple(seen),
+        names=names,
+        expected=expected_type(fixed),
+        follow_up=follow_up,
+        history=tuple(history),
+    )

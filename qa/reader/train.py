@@ -1,0 +1,503 @@
+"""Train the span reader (``make train-reader``): MiniLM + a SQuAD 2.0 head, seeded, CPU or CUDA.
+
+The base is the packaged embedder's own transformer (all-MiniLM-L6-v2); ``AutoModelForQuestionAnswering``
+adds a fresh start/end head. The word embeddings stay frozen (they are half the parameters), so the
+trained difference from the packaged base is the six encoder layers and the head: ~21 MB in fp16, which
+is what ships (``qa/reader/model/``) and is overlaid on the packaged base at load time.
+
+Data (see ``../shared/benchmarks/README.md`` for the rules):
+
+- every question of the SQuAD train file (answerable, or unanswerable with the null label);
+- the articles of the validation file *except* the last ``--holdout`` ones, whose questions are never
+  trained on and are what validation F1, the calibration and every reported score use;
+- synthetic negatives derived from answerable training questions: (a) the question paired with the
+  other paragraph of its article that shares the most of its words yet lacks the answer — what open
+  retrieval hands the reader when it misses — and (b) the question's own paragraph with the sentence
+  that holds the answer cut out — the near-miss the articles' own words invite.
+
+Example::
+
+    python -m qa.reader.train --epochs 2 --out .train/reader      # then: python -m qa.reader.export
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TRAIN_FILE = Path("../shared/benchmarks/squad2-train-partial.json.gz")
+DEV_FILE = Path("../shared/benchmarks/squad2-dev-a.json")
+_WORD_RE = re.compile(r"\w+")
+_SENT_END_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“(])")
+STOP = frozenset(
+    "a an the of in on at to for from by with and or is are was were be been what which who whom whose when "
+    "where why how did do does that this these those it its as than into about after before during".split()
+)
+
+
+@dataclass
+class Example:
+    """One question over one context; ``answers`` are (text, char_start) pairs, empty when unanswerable."""
+
+    qid: str
+    title: str
+    context: str
+    question: str
+    answers: list[tuple[str, int]]
+
+
+def load_squad(path: Path) -> list[list[Example]]:
+    """SQuAD 2.0 JSON (optionally gzipped) -> one list of examples per article, in file order."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        data = json.load(fh)["data"]
+    articles = []
+    for article in data:
+        rows = []
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                answers = [] if qa.get("is_impossible") else [(a["text"], a["answer_start"]) for a in qa["answers"]]
+                rows.append(Example(qa["id"], article["title"], para["context"], qa["question"], answers))
+        articles.append(rows)
+    return articles
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD_RE.findall(text.lower()) if w not in STOP}
+
+
+def synthetic_negatives(articles: list[list[Example]], rng: random.Random, rate: float) -> list[Example]:
+    """Unanswerable pairs derived from answerable questions (see the module docstring)."""
+    out: list[Example] = []
+    for rows in articles:
+        contexts = sorted({r.context for r in rows})
+        bags = {c: _words(c) for c in contexts}
+        for ex in rows:
+            if not ex.answers or rng.random() >= rate:
+                continue
+            q = _words(ex.question)
+            if rng.random() < 0.5 and len(contexts) > 1:
+                others = [c for c in contexts if c != ex.context and not any(a in c for a, _ in ex.answers)]
+                if others:
+                    best = max(others, key=lambda c: (len(q & bags[c]), c))
+                    out.append(Example(ex.qid + "-otherpara", ex.title, best, ex.question, []))
+                    continue
+            cut = _cut_answer_sentence(ex)
+            if cut is not None:
+                out.append(Example(ex.qid + "-cut", ex.title, cut, ex.question, []))
+    return out
+
+
+_NAME_RE = re.compile(r"(?<![\w'’])(?:[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*|\d[\d,.]*)")
+_ANTONYMS = {
+    "first": "last",
+    "last": "first",
+    "largest": "smallest",
+    "smallest": "largest",
+    "most": "least",
+    "least": "most",
+    "before": "after",
+    "after": "before",
+    "highest": "lowest",
+    "lowest": "highest",
+    "earliest": "latest",
+    "latest": "earliest",
+    "increase": "decrease",
+    "decrease": "increase",
+    "north": "south",
+    "south": "north",
+    "east": "west",
+    "west": "east",
+    "oldest": "newest",
+    "newest": "oldest",
+    "longest": "shortest",
+    "shortest": "longest",
+    "won": "lost",
+    "lost": "won",
+    "begin": "end",
+    "start": "end",
+    "never": "always",
+    "not": "also",
+    "can": "cannot",
+    "did": "did not",
+}
+
+
+def perturbed_negatives(articles: list[list[Example]], rng: random.Random, rate: float) -> list[Example]:
+    """SQuAD 2.0-style unanswerables: an answerable question whose name, number or qualifier is changed
+    so that its paragraph no longer answers it ("When did the Normans reach Italy?" -> "... reach
+    Sweden?"), the paragraph kept. The new word never occurs in the paragraph; names come from other
+    articles, numbers are shifted, qualifiers flipped (first -> last)."""
+    names_by_article = [
+        sorted({m.group(0) for e in rows for m in _NAME_RE.finditer(e.context) if not m.group(0)[0].isdigit()})
+        for rows in articles
+    ]
+    out: list[Example] = []
+    for a, rows in enumerate(articles):
+        pool = [
+            n
+            for b, names in enumerate(names_by_article)
+            if b != a
+            for n in names[:200]
+            if n.split()[0] not in ("The", "A", "An", "In", "On", "At", "It", "This", "These", "Articles")
+        ]
+        for ex in rows:
+            if not ex.answers or rng.random() >= rate:
+                continue
+            ctx = ex.context.lower()
+            first = ex.question.split()[0] if ex.question.split() else ""
+            names = [m for m in _NAME_RE.finditer(ex.question) if m.group(0) != first and m.group(0).lower() in ctx]
+            words = [m for m in re.finditer(r"\b\w+\b", ex.question) if m.group(0).lower() in _ANTONYMS]
+            choices = []
+            if names:
+                m = rng.choice(names)
+                if m.group(0)[0].isdigit():
+                    digits = re.sub(r"\D", "", m.group(0))
+                    new = str(int(digits) + rng.choice([-3, -2, -1, 1, 2, 3, 10, 100])) if digits else ""
+                else:
+                    new = rng.choice(pool) if pool else ""
+                if new and new.lower() not in ctx:
+                    choices.append(ex.question[: m.start()] + new + ex.question[m.end() :])
+            if words:
+                m = rng.choice(words)
+                flip = _ANTONYMS[m.group(0).lower()]
+                if flip.lower() not in ctx:
+                    choices.append(ex.question[: m.start()] + flip + ex.question[m.end() :])
+            if choices:
+                out.append(Example(ex.qid + "-perturbed", ex.title, ex.context, rng.choice(choices), []))
+    return out
+
+
+def _cut_answer_sentence(ex: Example) -> str | None:
+    """The context without every sentence that holds an answer; None if too little would remain."""
+    spans, pos = [], 0
+    for part in _SENT_END_RE.split(ex.context):
+        start = ex.context.index(part, pos)
+        spans.append((start, start + len(part)))
+        pos = start + len(part)
+    keep = [
+        ex.context[s:e]
+        for s, e in spans
+        if not any(s <= a0 < e or s < a0 + len(a) <= e for a, a0 in ex.answers)
+        and not any(a.lower() in ex.context[s:e].lower() for a, _ in ex.answers)
+    ]
+    text = " ".join(keep)
+    return text if len(keep) >= 2 and len(text) >= 200 else None
+
+
+# -- features ---------------------------------------------------------------------------------------
+def encode(tokenizer, examples: list[Example], max_length: int, stride: int, *, train: bool) -> list[dict]:  # noqa: ANN001
+    """Tokenise (question, context) into windows; label each with token start/end (0 = the null answer)."""
+    enc = tokenizer(
+        [e.question.lstrip() for e in examples],
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    feats = []
+    for i, ids in enumerate(enc["input_ids"]):
+        ex_idx = enc["overflow_to_sample_mapping"][i]
+        ex = examples[ex_idx]
+        seq = enc.sequence_ids(i)
+        offsets = [o if seq[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][i])]
+        start = end = 0
+        if ex.answers:
+            text, a0 = ex.answers[0]
+            a1 = a0 + len(text)
+            ctx = [k for k, s in enumerate(seq) if s == 1]
+            if offsets[ctx[0]][0] <= a0 and offsets[ctx[-1]][1] >= a1:
+                start = next(k for k in ctx if offsets[k][1] > a0)
+                end = next(k for k in reversed(ctx) if offsets[k][0] < a1)
+        feats.append(
+            {
+                "input_ids": ids,
+                "token_type_ids": enc["token_type_ids"][i],
+                "start": start,
+                "end": end,
+                "example": ex_idx,
+                "offsets": None if train else offsets,
+            }
+        )
+    return feats
+
+
+def batches(feats: list[dict], batch_size: int, rng: random.Random | None):
+    """Length-grouped batches (little padding); shuffled by ``rng`` when given."""
+    order = list(range(len(feats)))
+    if rng is not None:
+        rng.shuffle(order)
+        chunk = batch_size * 50
+        order = [
+            i
+            for c in range(0, len(order), chunk)
+            for i in sorted(order[c : c + chunk], key=lambda j: len(feats[j]["input_ids"]))
+        ]
+        groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        rng.shuffle(groups)
+    else:
+        order.sort(key=lambda j: len(feats[j]["input_ids"]))
+        groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for group in groups:
+        yield group, collate([feats[j] for j in group])
+
+
+def collate(rows: list[dict]) -> dict:
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    for k, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[k, :n] = torch.tensor(r["input_ids"])
+        types[k, :n] = torch.tensor(r["token_type_ids"])
+        mask[k, :n] = 1
+    return {
+        "input_ids": ids,
+        "token_type_ids": types,
+        "attention_mask": mask,
+        "start_positions": torch.tensor([r["start"] for r in rows]),
+        "end_positions": torch.tensor([r["end"] for r in rows]),
+    }
+
+
+# -- validation -------------------------------------------------------------------------------------
+def predict(model, tokenizer, examples: list[Example], max_length: int, stride: int, batch_size: int, device: str):  # noqa: ANN001
+    """Per example: (best span text, span score, null score) with run_qa's post-processing."""
+    import torch
+
+    from qa.reader.spans import best_span
+
+    feats = encode(tokenizer, examples, max_length, stride, train=False)
+    best: dict[int, tuple[str, float, float]] = {}
+    model.eval()
+    with torch.inference_mode():
+        for group, batch in batches(feats, batch_size, None):
+            out = model(
+                **{k: v.to(device) for k, v in batch.items() if k in ("input_ids", "token_type_ids", "attention_mask")}
+            )
+            starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            for row, j in enumerate(group):
+                f = feats[j]
+                n = len(f["input_ids"])
+                null = float(starts[row, 0] + ends[row, 0])
+                span = best_span(starts[row, :n], ends[row, :n], f["offsets"])
+                ex = examples[f["example"]]
+                text, score = ("", -math.inf) if span is None else (ex.context[span[0] : span[1]], span[2])
+                prev = best.get(f["example"])
+                if prev is None:
+                    best[f["example"]] = (text, score, null)
+                else:
+                    keep = (text, score) if score > prev[1] else prev[:2]
+                    best[f["example"]] = (*keep, min(null, prev[2]))
+    model.train()
+    return [best[i] for i in range(len(examples))]
+
+
+def squad_scores(examples: list[Example], preds, threshold: float) -> dict[str, float]:  # noqa: ANN001
+    """Official SQuAD 2.0 EM/F1 (HasAns, NoAns, overall) when abstaining at null - span > threshold."""
+    from eval.metrics import squad_scores as gold_scores
+
+    has, no = [], []
+    for ex, (text, score, null) in zip(examples, preds, strict=True):
+        answer = "" if (not text or null - score > threshold) else text
+        golds = [a for a, _ in ex.answers] or [""]
+        em, f1 = gold_scores(answer, golds)
+        (has if ex.answers else no).append((em, f1))
+    both = has + no
+    mean = lambda xs, k: 100 * sum(x[k] for x in xs) / max(len(xs), 1)  # noqa: E731
+    return {
+        "f1": round(mean(both, 1), 2),
+        "em": round(mean(both, 0), 2),
+        "has_f1": round(mean(has, 1), 2),
+        "noans": round(mean(no, 0), 2),
+    }
+
+
+def best_threshold(examples: list[Example], preds) -> tuple[float, dict]:  # noqa: ANN001
+    """The margin that maximises overall F1 on these examples (in-sample: report it as tuned)."""
+    margins = sorted({round(null - score, 3) for _, score, null in preds if math.isfinite(score)})
+    grid = margins[:: max(1, len(margins) // 200)] or [0.0]
+    scored = [(squad_scores(examples, preds, t)["f1"], t) for t in grid]
+    f1, t = max(scored)
+    return t, squad_scores(examples, preds, t)
+
+
+# -- main -------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qa.reader.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-file", type=Path, default=TRAIN_FILE)
+    parser.add_argument("--dev-file", type=Path, default=DEV_FILE)
+    parser.add_argument("--holdout", type=int, default=3, help="last N dev articles never trained on (≥ 3)")
+    parser.add_argument("--out", type=Path, default=Path(".train/reader"))
+    parser.add_argument("--base", type=Path, default=None, help="base transformer dir; default: the packaged MiniLM")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=384)
+    parser.add_argument("--stride", type=int, default=128)
+    parser.add_argument("--negative-rate", type=float, default=0.45)
+    parser.add_argument(
+        "--perturb-rate", type=float, default=0.0, help="share of answerable questions perturbed into unanswerable ones"
+    )
+    parser.add_argument("--init", type=Path, help="continue from this checkpoint (a folder this script wrote)")
+    parser.add_argument("--warmup", type=float, default=0.1)
+    parser.add_argument("--val-size", type=int, default=400, help="held-out questions scored each epoch")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--limit", type=int, default=0, help="train on the first N features only (smoke runs)")
+    args = parser.parse_args(argv)
+    if args.holdout < 3:
+        parser.error("--holdout must be at least 3 whole articles (benchmarks README)")
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+
+    from index.embedder import packaged_embedder_path
+
+    base = args.base or packaged_embedder_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForQuestionAnswering.from_pretrained(str(args.init or base)).to(args.device)
+    for p in model.bert.embeddings.parameters():
+        p.requires_grad = False
+
+    train_articles = load_squad(args.train_file)
+    dev_articles = load_squad(args.dev_file)
+    dev_train, held = dev_articles[: -args.holdout], dev_articles[-args.holdout :]
+    examples = [e for a in train_articles + dev_train for e in a]
+    negatives = synthetic_negatives(train_articles, rng, args.negative_rate)
+    perturbed = perturbed_negatives(train_articles + dev_train, rng, args.perturb_rate) if args.perturb_rate else []
+    examples += negatives + perturbed
+    held_examples = [e for a in held for e in a]
+    val = rng.sample(held_examples, min(args.val_size, len(held_examples)))
+    feats = encode(tokenizer, examples, args.max_length, args.stride, train=True)
+    if args.limit:
+        feats = feats[: args.limit]
+    stats = {
+        "train_questions": sum(len(a) for a in train_articles),
+        "dev_trained_questions": sum(len(a) for a in dev_train),
+        "dev_trained_articles": [a[0].title for a in dev_train],
+        "heldout_articles": [a[0].title for a in held],
+        "synthetic_negatives": len(negatives),
+        "perturbed_negatives": len(perturbed),
+        "init": args.init.name if args.init else "packaged base",
+        "unanswerable_examples": sum(not e.answers for e in examples),
+        "features": len(feats),
+    }
+    print(json.dumps(stats), file=sys.stderr)
+
+    steps_per_epoch = math.ceil(len(feats) / args.batch_size)
+    total = int(steps_per_epoch * args.epochs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+    )
+    warmup = max(1, int(args.warmup * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup)))
+    )
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "train_log.jsonl"
+    log = log_path.open("w", encoding="utf-8")
+    (args.out / "data_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    step, t0 = 0, time.time()
+    model.train()
+    bar = tqdm(total=total, desc="train reader", unit="step", file=sys.stderr, mininterval=10)
+    epoch = 0
+    while step < total:
+        epoch += 1
+        running = []
+        for _, batch in batches(feats, args.batch_size, rng):
+            batch = {k: v.to(args.device) for k, v in batch.items()}
+            with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+                loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            running.append(loss.item())
+            bar.update(1)
+            if step % 20 == 0:
+                row = {
+                    "step": step,
+                    "epoch": round(step / steps_per_epoch, 3),
+                    "loss": round(sum(running[-20:]) / len(running[-20:]), 4),
+                    "lr": sched.get_last_lr()[0],
+                    "elapsed_s": round(time.time() - t0, 1),
+                }
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(loss=row["loss"])
+            if step >= total:
+                break
+        preds = predict(model, tokenizer, val, args.max_length, args.stride, 64, args.device)
+        at0 = squad_scores(val, preds, 0.0)
+        t, tuned = best_threshold(val, preds)
+        row = {
+            "step": step,
+            "epoch": round(step / steps_per_epoch, 3),
+            "val_at_0": at0,
+            "val_tuned": tuned,
+            "val_threshold": t,
+            "elapsed_s": round(time.time() - t0, 1),
+        }
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        model.save_pretrained(args.out / f"epoch{epoch}")
+        tokenizer.save_pretrained(args.out / f"epoch{epoch}")
+    bar.close()
+    model.save_pretrained(args.out / "final")
+    tokenizer.save_pretrained(args.out / "final")
+    meta = {
+        **stats,
+        **{k: v for k, v in vars(args).items() if k not in ("out", "base", "train_file", "dev_file", "init")},
+        "train_file": args.train_file.name,
+        "dev_file": args.dev_file.name,
+        "steps": step,
+        "train_seconds": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+        "hardware": torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"CPU x{torch.get_num_threads()}",
+    }
+    (args.out / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""The committed reader on texts that are in no eval file: real spans, real abstentions."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.reader.reader import TransformerReader
+
+LIBRARY = (
+    "The Riverside Library reopened on 4 May 2019 after a £3m refurbishment paid for by the Wexford Trust. "
+    "Its chief librarian, Maria Okafor, said visitor numbers had doubled to 80,000 a year since the works."
+)
+FERRY = (
+    "A new ferry between Portmere and the island of Skelda will start in April. The crossing takes 40 minutes "
+    "and a return ticket will cost £12. The council expects 150,000 passengers in the first year."
+)
+
+
+@pytest.fixture(scope="module")
+def reader() -> TransformerReader:
+    r = TransformerReader()
+    r.warm_up()
+    return r
+
+
+def _answer(reader, question, text):
+    (reading,) = reader.read(question, [text])
+    return reading.span if reading.margin >= reader.threshold else None
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "expected"),
+    [
+        ("How much did the refurbishment cost?", LIBRARY, "£3m"),
+        ("Who is the chief librarian?", LIBRARY, "Maria Okafor"),
+        ("When did the library reopen?", LIBRARY, "4 May 2019"),
+        ("Who paid for the works?", LIBRARY, "Wexford Trust"),
+        ("How long is the crossing?", FERRY, "40 minutes"),
+        ("How many passengers does the council expect?", FERRY, "150,000"),
+        ("What does a return ticket cost?", FERRY, "£12"),
+    ],
+)
+def test_real_spans(reader, question, text, expected):
+    span = _answer(reader, question, text)
+    assert span is not None and expected in span and len(span) <= 3 * len(expected) + 10, span
+
+
+@pytest.mark.parametrize(
+    ("question", "text"),
+    [
+        ("How many books does the library hold?", LIBRARY),
+        ("Who designed the new ferry?", FERRY),
+        ("What is the capital of Australia?", LIBRARY),
+    ],
+)
+def test_real_abstentions(reader, question, text):
+    assert _answer(reader, question, text) is None
+
+
+def test_the_answer_is_found_among_several_passages(reader):
+    readings = reader.read("How much will a return ticket cost?", [LIBRARY, FERRY])
+    best = max(readings, key=lambda r: r.margin)
+    assert best.passage == 1 and "£12" in best.span
+    assert readings[0].margin < readings[1].margin
+
+
+def test_int8_reader_agrees_on_the_easy_spans(reader):
+    int8 = TransformerReader(quantize=True)
+    for question, text in (("How long is the crossing?", FERRY), ("Who is the chief librarian?", LIBRARY)):
+        assert int8.read(question, [text])[0].span == reader.read(question, [text])[0].span
