@@ -13,11 +13,16 @@ Data (see ``../shared/benchmarks/README.md`` for the rules):
 - synthetic negatives derived from answerable training questions: (a) the question paired with the
   other paragraph of its article that shares the most of its words yet lacks the answer — what open
   retrieval hands the reader when it misses — and (b) the question's own paragraph with the sentence
-  that holds the answer cut out — the near-miss the articles' own words invite.
+  that holds the answer cut out — the near-miss the articles' own words invite;
+- with ``--perturb-rate`` (stage 2 of ``make train-reader``), questions made unanswerable the way SQuAD
+  2.0's were: a name, number or qualifier changed to one the paragraph does not contain.
 
-Example::
+Example (the two stages ``make train-reader`` runs, then the export)::
 
-    python -m qa.reader.train --epochs 2 --out .train/reader      # then: python -m qa.reader.export
+    python -m qa.reader.train --epochs 2.5 --lr 1.5e-4 --out .train/reader
+    python -m qa.reader.train --init .train/reader/final --epochs 1 --lr 5e-5 --warmup 0.05 \
+        --perturb-rate 0.5 --out .train/reader-stage2
+    python -m qa.reader.export .train/reader-stage2/final --after .train/reader
 """
 
 from __future__ import annotations
