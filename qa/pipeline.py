@@ -166,7 +166,7 @@ class Pipeline:
                     q, shown, "the question gives instructions instead of asking about them", t0, t1, t1
                 )
             read = hits[: self.options.read_passages]
-            readings = self.reader.read(q.reader_text, [self._readable(h.passage) for h in read])
+            readings = self.reader.read(q.query, [self._readable(h.passage) for h in read])
             t2 = time.perf_counter()
             found = self._choose(readings, read)
             evidence = self._evidence(found, readings)

@@ -3,9 +3,9 @@
 Follow-ups ("How many GP practices?" then "And how many trusts?") are recognised by their form and
 read with the content words of the latest user turns: deterministic rewriting, never the generator.
 
-Retrieval searches ``query`` (typo-corrected, with the conversation's words for follow-ups), the reader
-reads ``reader_text`` (the follow-up with its context), verification compares against ``terms`` and
-``expected``, and nothing downstream normalises the question again.
+Retrieval searches and the reader reads ``query`` (typo-corrected; a follow-up carries the words of
+the conversation), verification compares against ``terms`` and ``expected``, and nothing downstream
+normalises the question again.
 
 Example::
 
@@ -75,8 +75,7 @@ _CAP_WORD_RE = re.compile(r"(?<![\w'’])([A-Z][\w'’-]*|\d[\d,.]*)")
 @dataclass(frozen=True)
 class Question:
     text: str  # as asked, stripped
-    query: str  # what retrieval searches
-    reader_text: str  # what the reader reads
+    query: str  # what retrieval searches and the reader reads: follow-ups carry their context
     terms: tuple[str, ...]  # stemmed content words, question words dropped, in order, no repeats
     names: tuple[str, ...]  # capitalised words and numbers after the first word ("CSC", "2011")
     expected: AnswerType | None  # the kind of span asked for, when the wording says (how much -> money)
@@ -108,7 +107,6 @@ def parse_question(text: str, history: Sequence[str] = (), correct: Callable[[st
     return Question(
         text=text,
         query=query,
-        reader_text=query,
         terms=tuple(seen),
         names=names,
         expected=expected_type(fixed),

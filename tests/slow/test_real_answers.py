@@ -110,7 +110,7 @@ def test_the_reader_picks_the_savings_span_from_the_retrieved_passages(real_pipe
     q = real_pipeline.parse("How much will the NHS save from the CSC deal?")
     k = real_pipeline.options.read_passages
     hits = real_pipeline.retriever.search(q.query, real_pipeline.retriever.embed_query(q.query), k)
-    readings = real_pipeline.reader.read(q.reader_text, [h.passage.text for h in hits])
+    readings = real_pipeline.reader.read(q.query, [h.passage.text for h in hits])
     best = max(readings, key=lambda r: r.margin)
     assert _states(best.span, "£1bn"), best
     assert best.margin >= real_pipeline.reader.threshold
