@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         print("refusing: --url must be a loopback address (127.0.0.0/8, localhost or ::1)", file=sys.stderr)
         return 2
     try:
-        httpx.post(f"{base}/v1/ask", json={"question": QUESTIONS[0]}, timeout=120)  # warm up
+        # Warm up every stage (some questions abstain before the generator runs; its memory-mapped
+        # weights only count towards RSS once used), so the RSS bound measures growth, not first use.
+        for q in QUESTIONS:
+            httpx.post(f"{base}/v1/ask", json={"question": q}, timeout=120)
         rss_before = _rss_mib(base)
         t = time.perf_counter()
         results = asyncio.run(_drive(base, args.requests, args.concurrency, args.max_seconds))
