@@ -77,21 +77,19 @@ def fit(rows: Sequence[dict], min_has_f1: float = MIN_HAS_F1) -> tuple[float, di
 
 def leave_one_article_out(rows: Sequence[dict], min_has_f1: float = MIN_HAS_F1) -> dict:
     articles = sorted({r["article"] for r in rows})
-    per_article = {}
+    per_article, fold = {}, {}
     for a in articles:
-        t, _ = fit([r for r in rows if r["article"] != a], min_has_f1)
+        fold[a], _ = fit([r for r in rows if r["article"] != a], min_has_f1)
         held = [r for r in rows if r["article"] == a]
-        per_article[a] = {"threshold": round(t, 3), **score_at(held, t)}
-    pooled = {
-        k: round(sum(per_article[a][k] * sum(r["article"] == a for r in rows) for a in articles) / len(rows), 2)
-        for k in ("f1", "has_f1", "noans")
-    }
-    # HasAns / NoAns pooled by their own counts, not by article size
-    for key, want in (("has_f1", False), ("noans", True)):
-        num = sum(
-            per_article[a][key] * sum(r["article"] == a and r["impossible"] is want for r in rows) for a in articles
-        )
-        pooled[key] = round(num / max(1, sum(r["impossible"] is want for r in rows)), 2)
+        per_article[a] = {"threshold": round(fold[a], 3), **score_at(held, fold[a])}
+    # Pooled exactly: each held-out row answers iff its margin clears its own fold's fitted margin.
+    shifted = [
+        {**r, "evidence": {**r["evidence"], "margin": r["evidence"]["margin"] - fold[r["article"]]}}
+        if r["evidence"].get("margin") is not None
+        else r
+        for r in rows
+    ]
+    pooled = {k: v for k, v in score_at(shifted, 0.0).items() if k != "answered"}
     return {"pooled": pooled, "per_article": per_article}
 
 

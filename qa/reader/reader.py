@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -24,7 +24,7 @@ import numpy as np
 
 from index.store import sha256_file
 from qa.errors import ModelNotFound
-from qa.reader.spans import best_span
+from qa.reader.spans import MAX_ANSWER_TOKENS, best_span
 
 MODEL_DIR = Path(__file__).parent / "model"
 WEIGHTS_FILE = "reader-delta.safetensors"
@@ -171,22 +171,42 @@ class TransformerReader:
                 starts.append(out.start_logits.float().numpy())
                 ends.append(out.end_logits.float().numpy())
         start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
-        best: dict[int, Reading] = {}
-        for w, p in enumerate(owner):
-            seq = enc.sequence_ids(w)
-            offsets = [tuple(o) if seq[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][w].tolist())]
-            null = float(start_logits[w, 0] + end_logits[w, 0])
-            span = best_span(start_logits[w], end_logits[w], offsets, max_answer_tokens=self.max_answer_tokens)
-            prev = best.get(p)
-            if span is None:
-                reading = Reading(p, None, None, None, float("-inf"), null)
-            else:
-                reading = Reading(p, span[0], span[1], passages[p][span[0] : span[1]], span[2], null)
-            if prev is not None:
-                keep = reading if reading.score > prev.score else prev
-                reading = Reading(p, keep.start, keep.end, keep.span, keep.score, min(prev.null, null))
-            best[p] = reading
-        return [best[p] for p in range(len(passages))]
+        windows = ((p, start_logits[w], end_logits[w], _context_offsets(enc, w)) for w, p in enumerate(owner))
+        return readings_from_windows(windows, passages, max_answer_tokens=self.max_answer_tokens)
+
+
+def _context_offsets(enc, window: int) -> list[tuple[int, int] | None]:  # noqa: ANN001
+    """Character offsets of a window's passage tokens; None for question and special tokens."""
+    seq = enc.sequence_ids(window)
+    return [tuple(o) if seq[k] == 1 else None for k, o in enumerate(enc["offset_mapping"][window].tolist())]
+
+
+def readings_from_windows(
+    windows: Iterable[tuple[int, np.ndarray, np.ndarray, Sequence[tuple[int, int] | None]]],
+    texts: Sequence[str],
+    *,
+    max_answer_tokens: int = MAX_ANSWER_TOKENS,
+) -> list[Reading]:
+    """One `Reading` per text from its windows' (text index, start logits, end logits, offsets).
+
+    A text longer than one window keeps its best span over all windows and its lowest no-answer score
+    (run_qa's rule). Serving (`TransformerReader.read`) and training validation share this.
+    """
+    best: dict[int, Reading] = {}
+    for p, starts, ends, offsets in windows:
+        n = len(offsets)
+        null = float(starts[0] + ends[0])
+        span = best_span(starts[:n], ends[:n], offsets, max_answer_tokens=max_answer_tokens)
+        if span is None:
+            reading = Reading(p, None, None, None, float("-inf"), null)
+        else:
+            reading = Reading(p, span[0], span[1], texts[p][span[0] : span[1]], span[2], null)
+        prev = best.get(p)
+        if prev is not None:
+            keep = reading if reading.score > prev.score else prev
+            reading = Reading(p, keep.start, keep.end, keep.span, keep.score, min(prev.null, null))
+        best[p] = reading
+    return [best[p] for p in range(len(texts))]
 
 
 class FakeReader:

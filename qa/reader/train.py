@@ -280,64 +280,39 @@ def collate(rows: list[dict]) -> dict:
 
 # -- validation -------------------------------------------------------------------------------------
 def predict(model, tokenizer, examples: list[Example], max_length: int, stride: int, batch_size: int, device: str):  # noqa: ANN001
-    """Per example: (best span text, span score, null score) with run_qa's post-processing."""
+    """One `Reading` per example, post-processed exactly as the served reader does."""
     import torch
 
-    from qa.reader.spans import best_span
+    from qa.reader.reader import readings_from_windows
 
     feats = encode(tokenizer, examples, max_length, stride, train=False)
-    best: dict[int, tuple[str, float, float]] = {}
+    windows = []
     model.eval()
     with torch.inference_mode():
         for group, batch in batches(feats, batch_size, None):
-            out = model(
-                **{k: v.to(device) for k, v in batch.items() if k in ("input_ids", "token_type_ids", "attention_mask")}
-            )
+            inputs = {
+                k: v.to(device) for k, v in batch.items() if k in ("input_ids", "token_type_ids", "attention_mask")
+            }
+            out = model(**inputs)
             starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
             for row, j in enumerate(group):
-                f = feats[j]
-                n = len(f["input_ids"])
-                null = float(starts[row, 0] + ends[row, 0])
-                span = best_span(starts[row, :n], ends[row, :n], f["offsets"])
-                ex = examples[f["example"]]
-                text, score = ("", -math.inf) if span is None else (ex.context[span[0] : span[1]], span[2])
-                prev = best.get(f["example"])
-                if prev is None:
-                    best[f["example"]] = (text, score, null)
-                else:
-                    keep = (text, score) if score > prev[1] else prev[:2]
-                    best[f["example"]] = (*keep, min(null, prev[2]))
+                n = len(feats[j]["input_ids"])
+                windows.append((feats[j]["example"], starts[row, :n], ends[row, :n], feats[j]["offsets"]))
     model.train()
-    return [best[i] for i in range(len(examples))]
+    return readings_from_windows(windows, [e.context for e in examples])
 
 
-def squad_scores(examples: list[Example], preds, threshold: float) -> dict[str, float]:  # noqa: ANN001
-    """Official SQuAD 2.0 EM/F1 (HasAns, NoAns, overall) when abstaining at null - span > threshold."""
-    from eval.metrics import squad_scores as gold_scores
-
-    has, no = [], []
-    for ex, (text, score, null) in zip(examples, preds, strict=True):
-        answer = "" if (not text or null - score > threshold) else text
-        golds = [a for a, _ in ex.answers] or [""]
-        em, f1 = gold_scores(answer, golds)
-        (has if ex.answers else no).append((em, f1))
-    both = has + no
-    mean = lambda xs, k: 100 * sum(x[k] for x in xs) / max(len(xs), 1)  # noqa: E731
-    return {
-        "f1": round(mean(both, 1), 2),
-        "em": round(mean(both, 0), 2),
-        "has_f1": round(mean(has, 1), 2),
-        "noans": round(mean(no, 0), 2),
-    }
-
-
-def best_threshold(examples: list[Example], preds) -> tuple[float, dict]:  # noqa: ANN001
-    """The margin that maximises overall F1 on these examples (in-sample: report it as tuned)."""
-    margins = sorted({round(null - score, 3) for _, score, null in preds if math.isfinite(score)})
-    grid = margins[:: max(1, len(margins) // 200)] or [0.0]
-    scored = [(squad_scores(examples, preds, t)["f1"], t) for t in grid]
-    f1, t = max(scored)
-    return t, squad_scores(examples, preds, t)
+def validation_rows(examples: list[Example], readings) -> list[dict]:  # noqa: ANN001
+    """Examples and their readings in the rows `qa.reader.calibrate` scores (margin = span - null)."""
+    return [
+        {
+            "article": ex.title,
+            "impossible": not ex.answers,
+            "gold": [a for a, _ in ex.answers],
+            "evidence": {"span": r.span, "margin": r.margin if r.span else None},
+        }
+        for ex, r in zip(examples, readings, strict=True)
+    ]
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -372,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from qa.reader.calibrate import fit, score_at
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -460,15 +437,14 @@ def main(argv: list[str] | None = None) -> int:
                 bar.set_postfix(loss=row["loss"])
             if step >= total:
                 break
-        preds = predict(model, tokenizer, val, args.max_length, args.stride, 64, args.device)
-        at0 = squad_scores(val, preds, 0.0)
-        t, tuned = best_threshold(val, preds)
+        rows = validation_rows(val, predict(model, tokenizer, val, args.max_length, args.stride, 64, args.device))
+        margin, tuned = fit(rows, min_has_f1=0.0)
         row = {
             "step": step,
             "epoch": round(step / steps_per_epoch, 3),
-            "val_at_0": at0,
+            "val_at_0": score_at(rows, 0.0),
             "val_tuned": tuned,
-            "val_threshold": t,
+            "val_margin": round(margin, 3),
             "elapsed_s": round(time.time() - t0, 1),
         }
         log.write(json.dumps(row) + "\n")
