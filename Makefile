@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast browser index bench loadtest eval eval-baseline squad squad-reader calibrate train-reader lint clean
+.PHONY: install serve test test-fast browser index bench bench-decoders loadtest eval eval-baseline squad squad-reader calibrate train-reader lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test-fast: $(STAMP)
 
 bench: index
 	$(PY) -m eval.bench
+
+# The packaged generator in every runtime that installs beside transformers 5 (eager, torch.compile,
+# CTranslate2 float32/int8), on the prompts the pipeline sends; ~10 min on 2 cores.
+bench-decoders: index
+	$(PY) -m eval.decoders --out eval/baseline
 
 loadtest: index
 	$(PY) -m eval.loadtest

@@ -49,7 +49,14 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.gate = AnswerGate(settings.queue_size, settings.request_timeout_s, metrics.queue_depth.set)
+        app.state.gate = AnswerGate(
+            settings.queue_size,
+            settings.request_timeout_s,
+            metrics.queue_depth.set,
+            batch_window_s=settings.batch_window_ms / 1000,
+            max_batch=settings.max_batch,
+            on_batch=metrics.batch_size.observe,
+        )
         if state.pipeline is None and not state.loading:
             state.loading = True
             threading.Thread(target=_load, args=(state, settings), name="qa-loader", daemon=True).start()

@@ -1,25 +1,37 @@
-"""Admission control: one model worker, a bounded wait queue, a deadline per request.
+"""Admission control and the batching model worker.
 
-Requests beyond the worker wait in a queue of ``queue_size``; when it is full the next request is
-refused at once with 429 and ``Retry-After`` instead of piling up. A request that cannot finish by its
-deadline gets 504 and its generation is told to stop (it stops within one decoding step, then frees
-the worker). A client that disconnects is treated the same way. The event loop never blocks on the
-model, so /healthz and /metrics answer instantly while generation is saturated.
+One worker runs the pipeline; requests that arrive while it is idle wait ``batch_window_s`` for
+companions and are answered together (`Pipeline.ask_batch`: one embedding, reading and generation
+batch), up to ``max_batch`` at a time. Requests that arrive while it works wait in a queue of
+``queue_size`` and form the next batch; when the queue is full the next request is refused at once
+with 429 and ``Retry-After`` instead of piling up. A request that cannot finish by its deadline gets
+504 at once and its row of the batch is told to stop (within one decoding step); a client that
+disconnects is treated the same way, and neither holds up the other rows. The event loop never blocks
+on the model, so /healthz and /metrics answer instantly while the worker is saturated.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from api.errors import APIError
 from qa.errors import Cancelled, DeadlineExceeded
+from qa.pipeline import Job, Pipeline
+from qa.types import Answer
 
-T = TypeVar("T")
+
+@dataclass(eq=False)
+class _Pending:
+    pipeline: Pipeline
+    job: Job
+    future: asyncio.Future
+    started: bool = False
+    abandoned: bool = False
 
 
 class Ticket:
@@ -37,75 +49,76 @@ class Ticket:
             self.gate.waiting -= 1
             self.gate.on_depth(self.gate.depth)
 
-    async def run(self, fn: Callable[..., T], *args, is_disconnected: Callable[[], Awaitable[bool]] | None = None) -> T:  # noqa: ANN002
-        """Wait for the worker, then run ``fn(*args, cancel=event)`` in a thread, watching the deadline."""
+    async def run(
+        self,
+        pipeline: Pipeline,
+        question: str,
+        top_k: int | None = None,
+        history: Sequence[str] = (),
+        max_new_tokens: int | None = None,
+        *,
+        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Answer:
+        """Answer in the next batch the worker runs, watching the deadline and the client."""
         gate = self.gate
+        job = Job(question, top_k, tuple(history), max_new_tokens, self.cancel)
+        pending = _Pending(pipeline, job, asyncio.get_running_loop().create_future())
+        gate.submit(pending, self)
         try:
-            remaining = self.deadline - time.monotonic()
-            try:
-                await asyncio.wait_for(gate.worker.acquire(), timeout=max(remaining, 0.001))
-            except TimeoutError:
-                raise DeadlineExceeded(
-                    f"no answer slot within the {gate.timeout_s:g} s deadline; retry later"
-                ) from None
-        finally:
-            self.leave_queue()
-        gate.busy = True
-        gate.on_depth(gate.depth)
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(None, functools.partial(fn, *args, cancel=self.cancel))
-        except BaseException:
-            gate.finish()
-            raise
-        # subtle: the worker is freed when the *thread* ends, not when this coroutine does; a cancelled
-        # request (client gone) must not let a second generation start beside the one still stopping.
-        future.add_done_callback(lambda _: gate.finish())
-        reason = ""
-        try:
-            while True:
-                done, _ = await asyncio.wait({future}, timeout=0.05)
-                if done:
+            while not pending.future.done():
+                await asyncio.wait({pending.future}, timeout=0.05)
+                if pending.future.done():
                     break
-                if not reason and time.monotonic() > self.deadline:
-                    reason = "deadline"
-                    self.cancel.set()
-                if not reason and is_disconnected is not None and await is_disconnected():
-                    reason = "disconnect"
-                    self.cancel.set()
+                if time.monotonic() > self.deadline:
+                    self._give_up(pending)
+                    if not pending.started:
+                        raise DeadlineExceeded(f"no answer slot within the {gate.timeout_s:g} s deadline; retry later")
+                    raise DeadlineExceeded(f"the answer took longer than the {gate.timeout_s:g} s deadline")
+                if is_disconnected is not None and await is_disconnected():
+                    self._give_up(pending)
+                    raise Cancelled("the client disconnected")
         except asyncio.CancelledError:  # the response task was cancelled (e.g. a streaming client left)
-            self.cancel.set()
+            self._give_up(pending)
             raise
-        try:
-            result = future.result()
-        except Cancelled:
-            if reason == "deadline":
-                raise DeadlineExceeded(f"the answer took longer than the {gate.timeout_s:g} s deadline") from None
-            raise
-        if reason == "deadline":
-            raise DeadlineExceeded(f"the answer took longer than the {gate.timeout_s:g} s deadline")
-        return result
+        return pending.future.result()
+
+    def _give_up(self, pending: _Pending) -> None:
+        """Stop this request's row (it leaves the queue, or stops within one decoding step)."""
+        self.cancel.set()
+        pending.abandoned = True
+        self.gate.withdraw(pending, self)
 
 
 class AnswerGate:
-    def __init__(self, queue_size: int, timeout_s: float, on_depth: Callable[[int], None] = lambda n: None) -> None:
+    def __init__(
+        self,
+        queue_size: int,
+        timeout_s: float,
+        on_depth: Callable[[int], None] = lambda n: None,
+        *,
+        batch_window_s: float = 0.0,
+        max_batch: int = 1,
+        on_batch: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.queue_size = queue_size
         self.timeout_s = timeout_s
-        self.worker = asyncio.Semaphore(1)
-        self.waiting = 0
-        self.busy = False
+        self.batch_window_s = batch_window_s
+        self.max_batch = max(1, max_batch)
+        self.waiting = 0  # admitted requests not yet in a batch
+        self.running = 0  # requests in the batch the worker is running
         self.on_depth = on_depth
-
-    def finish(self) -> None:
-        """Free the model worker (called when a generation thread ends)."""
-        self.busy = False
-        self.worker.release()
-        self.on_depth(self.depth)
+        self.on_batch = on_batch
+        self._pending: deque[tuple[_Pending, Ticket]] = deque()
+        self._worker: asyncio.Task | None = None
 
     @property
     def depth(self) -> int:
-        """Requests waiting for or holding the worker."""
-        return self.waiting + int(self.busy)
+        """Requests waiting for or held by the worker."""
+        return self.waiting + self.running
+
+    @property
+    def busy(self) -> bool:
+        return self.running > 0
 
     def check_capacity(self) -> None:
         """429 at once when ``queue_size`` requests are already waiting."""
@@ -125,3 +138,55 @@ class AnswerGate:
         self.waiting += 1
         self.on_depth(self.depth)
         return Ticket(self)
+
+    def submit(self, pending: _Pending, ticket: Ticket) -> None:
+        self._pending.append((pending, ticket))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    def withdraw(self, pending: _Pending, ticket: Ticket) -> None:
+        """Take a request that has not started out of the queue (a started one stops by its cancel)."""
+        if not pending.started:
+            try:
+                self._pending.remove((pending, ticket))
+            except ValueError:
+                pass
+            ticket.leave_queue()
+
+    async def _work(self) -> None:
+        """The model worker: batches of waiting requests, one batch at a time, until none wait."""
+        loop = asyncio.get_running_loop()
+        idle = True
+        while self._pending:
+            if idle and self.batch_window_s > 0 and len(self._pending) < self.max_batch:
+                await asyncio.sleep(self.batch_window_s)  # let requests arriving together share a batch
+            idle = False
+            if not self._pending:
+                break
+            pipeline = self._pending[0][0].pipeline
+            batch: list[_Pending] = []
+            for item in list(self._pending):
+                if len(batch) == self.max_batch:
+                    break
+                if item[0].pipeline is pipeline:  # documents changed in between: that one waits
+                    self._pending.remove(item)
+                    item[0].started = True
+                    item[1].leave_queue()
+                    batch.append(item[0])
+            self.running = len(batch)
+            self.on_batch(len(batch))
+            self.on_depth(self.depth)
+            try:
+                results = await loop.run_in_executor(None, pipeline.ask_batch, [p.job for p in batch])
+            except Exception as exc:  # noqa: BLE001 - the worker itself failed: every row reports it
+                results = [exc] * len(batch)
+            finally:
+                self.running = 0
+                self.on_depth(self.depth)
+            for p, result in zip(batch, results, strict=True):
+                if p.abandoned or p.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    p.future.set_exception(result)
+                else:
+                    p.future.set_result(result)

@@ -37,6 +37,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "qa_queue_depth", "Answer requests waiting for or holding the model worker", registry=self.registry
         )
+        self.batch_size = Histogram(
+            "qa_batch_size",
+            "Answer requests the model worker ran together",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+            registry=self.registry,
+        )
         self.stage_seconds = Histogram(
             "qa_stage_seconds", "Pipeline stage latency", ["stage"], buckets=_LATENCY_BUCKETS, registry=self.registry
         )

@@ -50,6 +50,12 @@ def add_parser(sub) -> None:  # noqa: ANN001
         "--gold-paragraph", action="store_true", help="squad: the reader alone on each question's own paragraph"
     )
     p.add_argument("--threshold", type=float, help="override the reader's calibrated no-answer margin")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="questions answered together (one pipeline batch; concurrent requests with --url); 1: one by one",
+    )
     p.set_defaults(func=run)
 
 
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             backend = InProcess(_pipeline_with_extra_docs(settings, args.extra_docs))
         else:
             backend = InProcess(Pipeline.from_settings(settings))
-    rows = run_items(items, backend, _bar("eval"))
+    rows = run_items(items, backend, _bar("eval"), batch_size=max(1, args.batch_size))
     meta = {"dataset": repo_relative(args.dataset), **backend.describe()}
     report = rep.build_report(rows, meta)
     path = rep.write(report, args.out, args.name)
@@ -198,7 +204,7 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
         load_index(index_dir, embedder), embedder, make_generator(settings), reader=make_reader(settings)
     )
     t = time.perf_counter()
-    result = squad.evaluate(pipeline, chosen, _bar("squad"))
+    result = squad.evaluate(pipeline, chosen, _bar("squad"), batch_size=max(1, args.batch_size))
     result["meta"] = {
         "generator": pipeline.generator.model_id if pipeline.generator else "none",
         "embedding_model": embedder.model_id,

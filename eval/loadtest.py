@@ -1,7 +1,9 @@
 """Load test over loopback: ``python -m eval.loadtest`` (or ``make loadtest``).
 
-Starts ``qa serve`` on a free 127.0.0.1 port (or uses ``--url``, which must be a loopback address),
-then drives a bounded number of concurrent requests, half ``POST /v1/ask`` and half streaming
+Starts ``qa serve`` on a free 127.0.0.1 port (or uses ``--url``, which must be a loopback address).
+First the batching comparison: the same requests from one client at a time, then from ``--clients``
+clients at once (the server batches them), with answers/s and their ratio from the same run. Then the
+overload run: a bounded number of concurrent requests, half ``POST /v1/ask`` and half streaming
 ``POST /v1/chat/completions``, and prints throughput, latency percentiles per kind, status counts,
 how fast a full queue answers 429, and the server's RSS before and after. Bounded by ``--requests``
 and ``--max-seconds``; it stops by itself. Prints numbers; asserts nothing.
@@ -44,6 +46,13 @@ def _rss_mib(base: str) -> float:
     text = httpx.get(f"{base}/metrics", timeout=10).text
     m = re.search(r"^process_resident_memory_bytes ([0-9.e+]+)$", text, re.M)
     return float(m.group(1)) / 2**20 if m else float("nan")
+
+
+def _mean_batch(base: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    total = re.search(r"^qa_batch_size_sum ([0-9.e+]+)$", text, re.M)
+    count = re.search(r"^qa_batch_size_count ([0-9.e+]+)$", text, re.M)
+    return float(total.group(1)) / max(float(count.group(1)), 1) if total and count else float("nan")
 
 
 async def _one(client: httpx.AsyncClient, n: int) -> tuple[str, int, float, str]:
@@ -89,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=12, help="clients at once (above the queue size -> 429s)")
     parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the batching comparison")
+    parser.add_argument("--compare-requests", type=int, default=48, help="requests per batching-comparison run")
     args = parser.parse_args(argv)
 
     proc = None
@@ -116,6 +127,23 @@ def main(argv: list[str] | None = None) -> int:
         # weights only count towards RSS once used), so the RSS bound measures growth, not first use.
         for q in QUESTIONS:
             httpx.post(f"{base}/v1/ask", json={"question": q}, timeout=120)
+        rates = {}
+        for clients in (1, args.clients):
+            t = time.perf_counter()
+            done = asyncio.run(_drive(base, args.compare_requests, clients, args.max_seconds))
+            seconds = time.perf_counter() - t
+            good = [r for r in done if r[1] == 200]
+            rates[clients] = len(good) / seconds
+            ms = [r[2] * 1000 for r in good]
+            print(
+                f"{clients:2d} client(s): {len(good)}/{args.compare_requests} answered in {seconds:5.1f} s, "
+                f"{rates[clients]:.2f} answers/s, p50 {percentile(ms, 0.5):.0f} ms, "
+                f"errors {sum(r[1] != 200 for r in done)}"
+            )
+        print(
+            f"batching: {args.clients} clients get {rates[args.clients] / rates[1]:.2f}x the answers/s of one "
+            f"(mean batch so far {_mean_batch(base):.2f} requests)\n"
+        )
         rss_before = _rss_mib(base)
         t = time.perf_counter()
         results = asyncio.run(_drive(base, args.requests, args.concurrency, args.max_seconds))

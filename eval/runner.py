@@ -28,9 +28,26 @@ class Reply:
 class Backend(Protocol):
     def ask(self, question: str, history: Sequence[str]) -> Reply: ...
 
+    def ask_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Reply]:
+        """Several (question, history) at once: one pipeline batch, or concurrent requests."""
+        ...
+
     def documents(self) -> Mapping[str, Document]: ...
 
     def describe(self) -> dict: ...
+
+
+def _reply(a) -> Reply:  # noqa: ANN001 - a qa.types.Answer
+    return Reply(
+        answer=a.text,
+        abstained=a.abstained,
+        mode=a.mode.value,
+        citations=[
+            {"id": c.id, "doc_id": c.doc_id, "quote": c.quote, "start": c.start, "end": c.end} for c in a.citations
+        ],
+        passages=[{"doc_id": h.passage.doc_id, "start": h.passage.start, "end": h.passage.end} for h in a.hits],
+        timings_ms=dict(a.timings_ms),
+    )
 
 
 class InProcess:
@@ -40,17 +57,17 @@ class InProcess:
         self.pipeline = pipeline
 
     def ask(self, question: str, history: Sequence[str]) -> Reply:
-        a = self.pipeline.ask(question, K, history)
-        return Reply(
-            answer=a.text,
-            abstained=a.abstained,
-            mode=a.mode.value,
-            citations=[
-                {"id": c.id, "doc_id": c.doc_id, "quote": c.quote, "start": c.start, "end": c.end} for c in a.citations
-            ],
-            passages=[{"doc_id": h.passage.doc_id, "start": h.passage.start, "end": h.passage.end} for h in a.hits],
-            timings_ms=dict(a.timings_ms),
-        )
+        return _reply(self.pipeline.ask(question, K, history))
+
+    def ask_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Reply]:
+        from qa.pipeline import Job
+
+        out = []
+        for result in self.pipeline.ask_batch([Job(q, K, tuple(h)) for q, h in items]):
+            if isinstance(result, BaseException):
+                raise result
+            out.append(_reply(result))
+        return out
 
     def documents(self) -> Mapping[str, Document]:
         return self.pipeline.documents
@@ -88,6 +105,13 @@ class OverHttp:
         r.raise_for_status()
         b = r.json()
         return Reply(b["answer"], b["abstained"], b["answer_mode"], b["citations"], b["passages"], b["timings_ms"])
+
+    def ask_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Reply]:
+        """Concurrent requests, so the server batches them."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, len(items))) as pool:
+            return list(pool.map(lambda item: self.ask(*item), items))
 
     def documents(self) -> Mapping[str, Document]:
         if self._docs is None:
@@ -143,13 +167,26 @@ def score_item(item: EvalItem, reply: Reply, documents: Mapping[str, Document]) 
     }
 
 
-def run(items: Sequence[EvalItem], backend: Backend, progress: Callable[[int, int], None] | None = None) -> list[dict]:
+def run(
+    items: Sequence[EvalItem],
+    backend: Backend,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    batch_size: int = 1,
+) -> list[dict]:
+    """Score every item; ``batch_size`` questions are asked together (batching changes no answer)."""
     documents = backend.documents()
     for item in items:  # fail fast on a dataset that does not match the corpus
         support_spans(item, documents)
-    rows = []
-    for n, item in enumerate(items, start=1):
-        rows.append(score_item(item, backend.ask(item.question, item.history), documents))
+    rows: list[dict] = []
+    for at in range(0, len(items), batch_size):
+        chunk = items[at : at + batch_size]
+        replies = (
+            [backend.ask(chunk[0].question, chunk[0].history)]
+            if len(chunk) == 1
+            else backend.ask_many([(item.question, item.history) for item in chunk])
+        )
+        rows.extend(score_item(item, reply, documents) for item, reply in zip(chunk, replies, strict=True))
         if progress:
-            progress(n, len(items))
+            progress(len(rows), len(items))
     return rows

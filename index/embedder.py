@@ -43,8 +43,9 @@ def packaged_embedder_path() -> Path:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local directory (the packaged one by default)."""
 
-    def __init__(self, model_path: Path | None = None, *, batch_size: int = 32) -> None:
+    def __init__(self, model_path: Path | None = None, *, batch_size: int = 32, device: str = "cpu") -> None:
         self._path = model_path
+        self.device = device
         self._batch_size = batch_size
         self.model_id = PACKAGED_EMBEDDER_ID if model_path is None else str(model_path)
         self.dimension = 384 if model_path is None else 0
@@ -59,7 +60,7 @@ class SentenceTransformerEmbedder:
         path = self._path or packaged_embedder_path()
         if not Path(path).is_dir():
             raise ModelNotFound(f"embedding model directory {str(path)!r} does not exist")
-        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -27,7 +27,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     docs = load_documents(Path(settings.source_dir))
-    embedder = SentenceTransformerEmbedder(Path(settings.embedder_path) if settings.embedder_path else None)
+    embedder = SentenceTransformerEmbedder(
+        Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
+    )
     if args.if_stale:
         state = index_state(Path(settings.index_dir), docs, embedder.model_id)
         if state == "fresh":

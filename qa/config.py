@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     embedder_path: Path | None = Field(None, description="a sentence-transformers dir; default: packaged MiniLM")
     generator: Literal["packaged", "local", "openai", "none"] = "packaged"
     generator_path: Path | None = Field(None, description="model directory for generator=local")
+    generator_runtime: Literal["ctranslate2", "transformers"] = Field(
+        "ctranslate2",
+        description="runtime of the packaged generator; ctranslate2 measured fastest (eval/decoders.py)",
+    )
+    generator_compute: Literal["float32", "int8"] = Field(
+        "float32", description="CTranslate2 weights: float32 gives eager transformers' greedy answers"
+    )
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where the embedder, reader and generator run")
     openai_base_url: str = "http://127.0.0.1:8080/v1"
     openai_model: str = "default"
     openai_api_key: str = ""
@@ -62,6 +70,10 @@ class Settings(BaseSettings):
     )
 
     queue_size: int = Field(8, ge=0, description="answer requests that may wait for the model worker; more get 429")
+    max_batch: int = Field(8, ge=1, le=64, description="answer requests the model worker runs together")
+    batch_window_ms: float = Field(
+        5.0, ge=0, le=1000, description="an idle worker waits this long for requests to batch with the first"
+    )
     request_timeout_s: float = Field(60.0, gt=0, description="deadline per answer request (504 after it)")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="larger request bodies get 413 before parsing")
 

@@ -11,12 +11,13 @@ and passes verification, else the answer is the span and the verified quote it c
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from index.chunking import Passage
@@ -24,8 +25,8 @@ from index.documents import Document
 from index.embedder import Embedder, SentenceTransformerEmbedder
 from index.store import IndexData, load_index
 from qa.citations import citation_is_valid, compose, make_citation, parse_markers, strip_markers
-from qa.errors import BadQuestion, BadRequest, Cancelled, DocumentNotFound, GeneratorError
-from qa.generate import Generator, build_messages, clean_generation
+from qa.errors import BadQuestion, BadRequest, Cancelled, DocumentNotFound, GeneratorError, ModelNotFound, QAError
+from qa.generate import GenerationRow, Generator, build_messages, clean_generation, generate_many
 from qa.lang.injection import looks_like_instruction
 from qa.lang.text import is_blank
 from qa.question import Question, parse_question
@@ -49,6 +50,36 @@ class PipelineOptions:
 
 def _abstain_text(reason: str) -> str:
     return f"The articles do not say: {reason}. The closest passages are listed for reference."
+
+
+@dataclass(frozen=True)
+class Job:
+    """One question as `Pipeline.ask_batch` takes it (the arguments of `Pipeline.ask`)."""
+
+    question: str
+    top_k: int | None = None
+    history: Sequence[str] = ()
+    max_new_tokens: int | None = None
+    cancel: threading.Event | None = None
+
+
+@dataclass
+class _Row:
+    """A job's state as it goes through the stages of one batch."""
+
+    i: int
+    job: Job
+    text: str
+    k: int
+    q: Question = None  # type: ignore[assignment]
+    hits: list[Hit] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
+    citations: tuple[Citation, ...] = ()
+    span: str = ""
+
+    @property
+    def shown(self) -> tuple[Hit, ...]:
+        return tuple(self.hits[: self.k])
 
 
 @dataclass(frozen=True)
@@ -89,7 +120,10 @@ class Pipeline:
         from qa.reader.reader import make_reader
 
         _set_threads(settings.torch_threads, settings.faiss_threads)
-        embedder = SentenceTransformerEmbedder(Path(settings.embedder_path) if settings.embedder_path else None)
+        _check_device(settings.device)
+        embedder = SentenceTransformerEmbedder(
+            Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
+        )
         embedder.warm_up()
         data = load_index(Path(settings.index_dir), embedder)
         reader = make_reader(settings)
@@ -152,48 +186,83 @@ class Pipeline:
         cancel: threading.Event | None = None,
     ) -> Answer:
         """Answer ``question``; ``history`` holds earlier user turns, oldest first, for follow-ups."""
-        text, k = self.check_question(question, top_k)
+        result = self.ask_batch([Job(question, top_k, tuple(history), max_new_tokens, cancel)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def ask_batch(self, jobs: Sequence[Job]) -> list[Answer | QAError]:
+        """Answer several questions together: one embedding batch, one reading batch, one generation batch.
+
+        Each job gets its own `Answer` or its own error (a bad question, a cancelled request) and the
+        others go on; a cancelled job stops generating within one decoding step. Batching does not change
+        an answer: ``tests/slow/test_batching.py`` compares every eval question asked alone and batched.
+        """
+        results: list[Answer | QAError | None] = [None] * len(jobs)
+        rows = []
+        for i, job in enumerate(jobs):
+            try:
+                text, k = self.check_question(job.question, job.top_k)
+            except QAError as exc:
+                results[i] = exc
+                continue
+            rows.append(_Row(i, job, text, k))
+        if rows:
+            with self._lock:
+                self._answer(rows, results)
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    def _answer(self, rows: list[_Row], results: list[Answer | QAError | None]) -> None:
         t0 = time.perf_counter()
-        with self._lock:
-            q = self.parse(text, history)
-            hits = self.retriever.search(
-                q.query, self.retriever.embed_query(q.query), max(k, self.options.read_passages)
-            )
-            t1 = time.perf_counter()
-            shown = tuple(hits[:k])
-            if q.is_instruction:  # a question that gives the system orders is not a question about the articles
-                return self._abstain(
-                    q, shown, "the question gives instructions instead of asking about them", t0, t1, t1
-                )
-            read = hits[: self.options.read_passages]
-            readings = self.reader.read(q.query, [self._readable(h.passage) for h in read])
-            t2 = time.perf_counter()
-            found = self._choose(readings, read)
-            evidence = self._evidence(found, readings)
-            if found is None or found.reading.margin < self.reader.threshold:
-                return self._abstain(
-                    q, shown, "none of the closest passages answers the question", t0, t1, t2, evidence
-                )
-            citations = self._cite(found, readings, read)
-            span = found.reading.span or ""
-            generated, failure = self._phrase(q, span, citations[0].quote, max_new_tokens, cancel)
-            t3 = time.perf_counter()
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("the request was cancelled before its answer was verified")
-        answer, mode, reason = self._verified(q, span, citations, generated)
-        t4 = time.perf_counter()
-        return Answer(
-            q.text,
-            answer,
-            mode,
-            citations,
-            shown,
-            _timings(t0, t1, t2, t3, t4),
-            failure or reason,
-            generated,
-            span,
-            evidence,
+        for row in rows:
+            row.q = self.parse(row.text, row.job.history)
+        vectors = self.retriever.embedder.embed([row.q.query for row in rows])
+        n_read = self.options.read_passages
+        for row, vector in zip(rows, vectors, strict=True):
+            row.hits = self.retriever.search(row.q.query, vector, max(row.k, n_read))
+        t1 = time.perf_counter()
+        reading = []
+        for row in rows:
+            if row.q.is_instruction:  # a question that gives the system orders is not a question about the articles
+                reason = "the question gives instructions instead of asking about them"
+                results[row.i] = self._abstain(row, reason, t0, t1, t1)
+            else:
+                reading.append(row)
+        readings_of = self.reader.read_many(
+            [(row.q.query, [self._readable(h.passage) for h in row.hits[:n_read]]) for row in reading]
         )
+        t2 = time.perf_counter()
+        phrasing = []
+        for row, readings in zip(reading, readings_of, strict=True):
+            found = self._choose(readings, row.hits[:n_read])
+            row.evidence = self._evidence(found, readings)
+            if found is None or found.reading.margin < self.reader.threshold:
+                results[row.i] = self._abstain(row, "none of the closest passages answers the question", t0, t1, t2)
+                continue
+            row.citations = self._cite(found, readings, row.hits[:n_read])
+            row.span = found.reading.span or ""
+            phrasing.append(row)
+        generated = self._phrase(phrasing)
+        t3 = time.perf_counter()
+        for row, (text, failure) in zip(phrasing, generated, strict=True):
+            if row.job.cancel is not None and row.job.cancel.is_set():
+                results[row.i] = Cancelled("the request was cancelled before its answer was verified")
+                continue
+            answer, mode, reason = self._verified(row.q, row.span, row.citations, text)
+            t4 = time.perf_counter()
+            results[row.i] = Answer(
+                row.q.text,
+                answer,
+                mode,
+                row.citations,
+                row.shown,
+                _timings(t0, t1, t2, t3, t4),
+                failure or reason,
+                text,
+                row.span,
+                row.evidence,
+            )
 
     # -- stages ----------------------------------------------------------------------------------
     def _readable(self, passage: Passage) -> str:
@@ -256,23 +325,38 @@ class Pipeline:
         assert all(citation_is_valid(c, docs) for c in citations)  # by construction; guards regressions
         return citations
 
-    def _phrase(
-        self, q: Question, span: str, quote: str, max_new_tokens: int | None, cancel: threading.Event | None
-    ) -> tuple[str | None, str]:
-        """The generator's one-sentence phrasing of the span, or None (with why) when there is none."""
-        if self.generator is None or looks_like_instruction(quote):
-            return None, ""
-        limit = min(self.options.max_new_tokens, max_new_tokens or self.options.max_new_tokens)
-        try:
-            return self.generator.generate(
-                build_messages(q.text, span, quote),
-                max_new_tokens=limit,
-                # Stops within one decoding step when the caller gives up or the model starts to invent.
-                should_stop=lambda partial: (cancel is not None and cancel.is_set()) or early_reject(partial, [quote]),
-            ), ""
-        except GeneratorError as exc:  # a broken generator degrades to extractive answers
-            log.warning("generator failed, answering extractively: %s", exc)
-            return None, f"generator failed: {exc}"
+    def _phrase(self, rows: Sequence[_Row]) -> list[tuple[str | None, str]]:
+        """The generator's one-sentence phrasing of each row's span (one batch per token limit), or None
+        with why when there is none."""
+        out: list[tuple[str | None, str]] = [(None, "")] * len(rows)
+        if self.generator is None:
+            return out
+        by_limit: dict[int, list[int]] = {}
+        for n, row in enumerate(rows):
+            if not looks_like_instruction(row.citations[0].quote):
+                limit = min(self.options.max_new_tokens, row.job.max_new_tokens or self.options.max_new_tokens)
+                by_limit.setdefault(limit, []).append(n)
+        for limit, members in by_limit.items():
+            batch = [
+                GenerationRow(
+                    build_messages(rows[n].q.text, rows[n].span, rows[n].citations[0].quote),
+                    # Stops within one decoding step when the model starts to invent (or the caller gives up).
+                    should_stop=functools.partial(_invents, quote=rows[n].citations[0].quote),
+                    cancel=rows[n].job.cancel,
+                )
+                for n in members
+            ]
+            try:
+                texts = generate_many(self.generator, batch, max_new_tokens=limit)
+            except GeneratorError as exc:  # a broken generator degrades to extractive answers
+                log.warning("generator failed, answering extractively: %s", exc)
+                texts = [None] * len(members)
+                for n in members:
+                    out[n] = (None, f"generator failed: {exc}")
+                continue
+            for n, text in zip(members, texts, strict=True):
+                out[n] = (text, "")
+        return out
 
     def _verified(
         self, q: Question, span: str, citations: tuple[Citation, ...], generated: str | None
@@ -290,26 +374,17 @@ class Pipeline:
             reason = "generated answer failed verification: " + "; ".join(problems)
         return compose([c.quote for c in citations], span), AnswerMode.EXTRACTIVE, reason
 
-    def _abstain(
-        self,
-        q: Question,
-        shown: tuple[Hit, ...],
-        reason: str,
-        t0: float,
-        t1: float,
-        t2: float,
-        evidence: dict | None = None,
-    ) -> Answer:
+    def _abstain(self, row: _Row, reason: str, t0: float, t1: float, t2: float) -> Answer:
         now = time.perf_counter()
         return Answer(
-            q.text,
+            row.q.text,
             _abstain_text(reason),
             AnswerMode.ABSTAINED,
             (),
-            shown,
+            row.shown,
             _timings(t0, t1, t2, t2, now),
             reason,
-            evidence=evidence or {},
+            evidence=row.evidence,
         )
 
     def _evidence(self, found: _Found | None, readings: Sequence[Reading]) -> dict:
@@ -323,6 +398,10 @@ class Pipeline:
         }
 
 
+def _invents(partial: str, *, quote: str) -> bool:
+    return early_reject(partial, [quote])
+
+
 def _timings(t0: float, t1: float, t2: float, t3: float, t4: float) -> dict[str, float]:
     ms = lambda a, b: round((b - a) * 1000, 2)  # noqa: E731
     return {
@@ -332,6 +411,19 @@ def _timings(t0: float, t1: float, t2: float, t3: float, t4: float) -> dict[str,
         "verify": ms(t3, t4),
         "total": ms(t0, t4),
     }
+
+
+def _check_device(device: str) -> None:
+    """QA_DEVICE=cuda needs a CUDA build of torch and a visible GPU; say so instead of failing later."""
+    if device == "cpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ModelNotFound(
+            f"QA_DEVICE={device} but torch {torch.__version__} sees no CUDA device; "
+            "install a CUDA build of torch on a GPU machine, or use QA_DEVICE=cpu"
+        )
 
 
 def _set_threads(torch_threads: int, faiss_threads: int) -> None:

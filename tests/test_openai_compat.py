@@ -136,7 +136,7 @@ def test_error_after_stream_started_is_an_sse_event(client, tiny_pipeline, monke
     def boom(*a, **k):
         raise GeneratorError("the model server went away")
 
-    monkeypatch.setattr(tiny_pipeline, "ask", boom)
+    monkeypatch.setattr(tiny_pipeline, "ask_batch", boom)
     r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": Q}], "stream": True})
     events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -148,7 +148,7 @@ def test_unexpected_error_mid_stream_is_reported_without_details(client, tiny_pi
     def boom(*a, **k):
         raise RuntimeError("secret /path/to/file")
 
-    monkeypatch.setattr(tiny_pipeline, "ask", boom)
+    monkeypatch.setattr(tiny_pipeline, "ask_batch", boom)
     r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": Q}], "stream": True})
     assert '"internal_error"' in r.text and "secret" not in r.text and r.text.rstrip().endswith("data: [DONE]")
     assert issubclass(GeneratorError, QAError)

@@ -182,8 +182,9 @@ def test_client_disconnect_stops_generation(tiny_index, embedder, settings, stre
                 httpx.Client(timeout=30) as client,
                 client.stream("POST", f"{base}/v1/chat/completions", json=payload) as r,
             ):
-                next(r.iter_lines())  # the role chunk arrived; now walk away
-                assert gen.started.wait(10)
+                lines = r.iter_lines()  # kept alive: a dropped iterator closes the connection at once
+                next(lines)  # the role chunk arrived
+                assert gen.started.wait(10)  # generation is under way; now walk away
         else:
             with pytest.raises(httpx.ReadTimeout):  # give up waiting, which closes the connection
                 httpx.post(f"{base}/v1/chat/completions", json=payload, timeout=httpx.Timeout(30, read=1))

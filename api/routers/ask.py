@@ -24,7 +24,7 @@ async def ask(
     pipeline.check_question(body.question, body.top_k)
     ticket = gate.admit()
     answer = await ticket.run(
-        pipeline.ask, body.question, body.top_k, body.history, None, is_disconnected=request.is_disconnected
+        pipeline, body.question, body.top_k, body.history, None, is_disconnected=request.is_disconnected
     )
     metrics.observe_answer(answer)
     return AskResponse.from_answer(answer, pipeline.documents)

@@ -104,9 +104,7 @@ async def chat_completions(  # noqa: ANN201
     gate.check_capacity()  # a full queue is a 429 before any streaming starts
     if not body.stream:
         ticket = gate.admit()
-        answer = await ticket.run(
-            pipeline.ask, question, None, history, budget, is_disconnected=request.is_disconnected
-        )
+        answer = await ticket.run(pipeline, question, None, history, budget, is_disconnected=request.is_disconnected)
         metrics.observe_answer(answer)
         prompt_tokens = pipeline.count_tokens(" ".join([*history, question]))
         completion_tokens = pipeline.count_tokens(answer.text)
@@ -144,7 +142,7 @@ async def chat_completions(  # noqa: ANN201
             # stream then holds no place in the queue.
             ticket = gate.admit(checked=True)
             answer = await ticket.run(
-                pipeline.ask, question, None, history, budget, is_disconnected=request.is_disconnected
+                pipeline, question, None, history, budget, is_disconnected=request.is_disconnected
             )
             metrics.observe_answer(answer)
         except Cancelled:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -63,6 +63,10 @@ class Reader(Protocol):
         """One `Reading` per passage, in order."""
         ...
 
+    def read_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[Reading]]:
+        """`read` for several questions (each with its passages) in one batch."""
+        ...
+
 
 def load_config(model_dir: Path = MODEL_DIR) -> dict:
     path = model_dir / CONFIG_FILE
@@ -86,6 +90,7 @@ class TransformerReader:
         quantize: bool | None = None,
         threshold: float | None = None,
         batch_size: int = 16,
+        device: str = "cpu",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.config = load_config(self.model_dir)
@@ -95,6 +100,7 @@ class TransformerReader:
         self.stride = int(self.config.get("stride", 128))
         self.max_answer_tokens = int(self.config.get("max_answer_tokens", 30))
         self.batch_size = batch_size
+        self.device = device
         self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({'int8' if self.quantize else 'fp32'})"
         self._model = None
         self._tokenizer = None
@@ -130,8 +136,8 @@ class TransformerReader:
         untouched = [k for k in result.missing_keys if not k.startswith("bert.embeddings.")]
         if untouched:
             raise ModelNotFound(f"reader weights lack trained tensors: {untouched[:3]}")
-        model.eval()
-        if self.quantize:
+        model.to(self.device).eval()
+        if self.quantize and self.device == "cpu":  # int8 dynamic quantisation is a CPU kernel
             with warnings.catch_warnings():
                 # torch 2.10+ says eager-mode quantisation moves to torchao; it still works and torchao
                 # is not installed here. Measured in make bench / the model card.
@@ -142,15 +148,21 @@ class TransformerReader:
         self._model = model
 
     def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
+        return self.read_many([(question, passages)])[0]
+
+    def read_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[Reading]]:
+        """Every question's passages as one batch of windows; readings are numbered per question."""
         import torch
 
         self.warm_up()
         assert self._model is not None and self._tokenizer is not None
-        if not passages:
-            return []
+        questions = [q.strip() for q, passages in items for _ in passages]
+        texts = [p for _, passages in items for p in passages]
+        if not texts:
+            return [[] for _ in items]
         enc = self._tokenizer(
-            [question.strip()] * len(passages),
-            list(passages),
+            questions,
+            texts,
             truncation="only_second",
             max_length=self.max_length,
             stride=self.stride,
@@ -164,15 +176,25 @@ class TransformerReader:
         with torch.inference_mode():
             for b in range(0, len(owner), self.batch_size):
                 out = self._model(
-                    input_ids=enc["input_ids"][b : b + self.batch_size],
-                    token_type_ids=enc["token_type_ids"][b : b + self.batch_size],
-                    attention_mask=enc["attention_mask"][b : b + self.batch_size],
+                    input_ids=enc["input_ids"][b : b + self.batch_size].to(self.device),
+                    token_type_ids=enc["token_type_ids"][b : b + self.batch_size].to(self.device),
+                    attention_mask=enc["attention_mask"][b : b + self.batch_size].to(self.device),
                 )
-                starts.append(out.start_logits.float().numpy())
-                ends.append(out.end_logits.float().numpy())
+                starts.append(out.start_logits.float().cpu().numpy())
+                ends.append(out.end_logits.float().cpu().numpy())
         start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
         windows = ((p, start_logits[w], end_logits[w], _context_offsets(enc, w)) for w, p in enumerate(owner))
-        return readings_from_windows(windows, passages, max_answer_tokens=self.max_answer_tokens)
+        flat = readings_from_windows(windows, texts, max_answer_tokens=self.max_answer_tokens)
+        return _per_question(flat, [len(passages) for _, passages in items])
+
+
+def _per_question(flat: Sequence[Reading], sizes: Sequence[int]) -> list[list[Reading]]:
+    """Split readings of all questions' passages back into one list per question, renumbered."""
+    out, at = [], 0
+    for n in sizes:
+        out.append([replace(r, passage=r.passage - at) for r in flat[at : at + n]])
+        at += n
+    return out
 
 
 def _context_offsets(enc, window: int) -> list[tuple[int, int] | None]:  # noqa: ANN001
@@ -238,10 +260,15 @@ class FakeReader:
                 out.append(Reading(i, s, s + len(a), a, 10.0, 0.0))
         return out
 
+    def read_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[Reading]]:
+        return [self.read(question, passages) for question, passages in items]
+
 
 def make_reader(settings) -> TransformerReader:  # noqa: ANN001
     """The committed reader with the settings' overrides, warmed up."""
-    reader = TransformerReader(quantize=settings.reader_quantize, threshold=settings.reader_threshold)
+    reader = TransformerReader(
+        quantize=settings.reader_quantize, threshold=settings.reader_threshold, device=settings.device
+    )
     reader.warm_up()
     return reader
 
