@@ -116,10 +116,6 @@ class AnswerGate:
         """Requests waiting for or held by the worker."""
         return self.waiting + self.running
 
-    @property
-    def busy(self) -> bool:
-        return self.running > 0
-
     def check_capacity(self) -> None:
         """429 at once when ``queue_size`` requests are already waiting."""
         if self.waiting >= self.queue_size:

@@ -224,6 +224,7 @@ class CTranslate2Generator:
         self.device = device
         self._generator = None
         self._tokenizer = None
+        self._system_ids: dict[str, list[int]] = {}
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -260,7 +261,10 @@ class CTranslate2Generator:
         full = self._ids(messages)
         static: list[int] = []
         if len(messages) > 1 and messages[0].get("role") == "system":
-            head = self._ids(messages[:1], generation_prompt=False)
+            system = messages[0].get("content", "")
+            if system not in self._system_ids:  # the same system turn for every prompt: tokenised once
+                self._system_ids[system] = self._ids(messages[:1], generation_prompt=False)
+            head = self._system_ids[system]
             if full[: len(head)] == head and len(head) < len(full):
                 static = head
         tokens = self._tokenizer.convert_ids_to_tokens

@@ -350,7 +350,6 @@ class Pipeline:
                 texts = generate_many(self.generator, batch, max_new_tokens=limit)
             except GeneratorError as exc:  # a broken generator degrades to extractive answers
                 log.warning("generator failed, answering extractively: %s", exc)
-                texts = [None] * len(members)
                 for n in members:
                     out[n] = (None, f"generator failed: {exc}")
                 continue
