@@ -6,7 +6,14 @@ that only records), in every runtime that installs from a wheel beside transform
 
 - ``eager``: transformers ``generate`` in fp32, the reference and the path for ``QA_GENERATOR=local``;
 - ``compile``: transformers with a static KV cache and ``torch.compile`` (its start-up cost is shown);
-- ``ct2-float32`` / ``ct2-int8``: CTranslate2.
+- ``ct2-float32`` / ``ct2-int8``: CTranslate2;
+- ``ov-f32`` / ``ov-bf16``: OpenVINO, on this project's own export (``qa/generate/openvino_runtime.py``), at
+  the CPU plugin's fp32 or bf16 inference precision.
+
+Measured elsewhere and reported in the README: ONNX Runtime through optimum-onnx (needs transformers <
+4.58) and optimum-intel's own OpenVINO export (needs transformers < 5.6 and a CUDA torch) do not install
+beside this stack; OpenVINO GenAI reading the packaged GGUF directly does install, but its legacy GGUF
+reader decodes this Q4_1 file into text unrelated to the prompt (0 of 24 answers match).
 
 For each: load time, time to the first token (prompt prefill), decoding tokens/s after it, tokens/s
 over the whole answer, a batch of 8 prompts at once, and how many greedy answers differ from eager's.
@@ -24,7 +31,7 @@ from pathlib import Path
 
 from qa.generate import Message, build_messages, clean_generation
 
-RUNTIMES = ("eager", "compile", "ct2-float32", "ct2-int8")
+RUNTIMES = ("eager", "compile", "ct2-float32", "ct2-int8", "ov-f32", "ov-bf16")
 
 
 def recorded_prompts(limit: int) -> list[list[Message]]:
@@ -102,11 +109,8 @@ def _eager(model_dir: Path, threads: int, compiled: bool) -> tuple[Callable, Cal
     return stream, batch
 
 
-def _ct2(model_dir: Path, threads: int, compute: str) -> tuple[Callable, Callable]:
-    from qa.generate import CTranslate2Generator, GenerationRow, convert_to_ctranslate2
-
-    gen = CTranslate2Generator(convert_to_ctranslate2(model_dir, compute), threads=threads)
-    gen.warm_up()
+def _batched(gen) -> tuple[Callable, Callable]:  # noqa: ANN001 - a warmed generator with generate_batch
+    from qa.generate import GenerationRow
 
     def stream(messages: Sequence[Message], max_new_tokens: int, on_token: Callable[[], None]) -> str:
         def tick(text: str) -> bool:
@@ -121,12 +125,30 @@ def _ct2(model_dir: Path, threads: int, compute: str) -> tuple[Callable, Callabl
     return stream, batch
 
 
+def _ct2(model_dir: Path, threads: int, compute: str) -> tuple[Callable, Callable]:
+    from qa.generate import CTranslate2Generator, convert_to_ctranslate2
+
+    gen = CTranslate2Generator(convert_to_ctranslate2(model_dir, compute), threads=threads)
+    gen.warm_up()
+    return _batched(gen)
+
+
+def _openvino(model_dir: Path, threads: int, precision: str) -> tuple[Callable, Callable]:
+    from qa.generate.openvino_runtime import OpenVINOGenerator, export_openvino
+
+    gen = OpenVINOGenerator(export_openvino(model_dir), threads=threads, precision=precision)
+    gen.warm_up()
+    return _batched(gen)
+
+
 def measure(name: str, model_dir: Path, prompts: list[list[Message]], args: argparse.Namespace) -> dict:
     if name == "compile":  # each new prompt length recompiles (about a minute each on 2 cores): a few suffice
         prompts = prompts[: args.compile_prompts]
     t = time.perf_counter()
     if name in ("eager", "compile"):
         stream, batch = _eager(model_dir, args.threads, compiled=name == "compile")
+    elif name.startswith("ov-"):
+        stream, batch = _openvino(model_dir, args.threads, name.removeprefix("ov-"))
     else:
         stream, batch = _ct2(model_dir, args.threads, name.removeprefix("ct2-"))
     load_s = time.perf_counter() - t
@@ -181,7 +203,7 @@ def chart(results: list[dict], path: Path) -> None:
         ("decoding tokens/s (batch 1)", "answer ms p50 (batch 1)", "answers/s, batch of 8"),
         strict=True,
     ):
-        ax.bar(names, [r[key] for r in results], color=["#888", "#aaa", "#2a7", "#27a"][: len(names)])
+        ax.bar(names, [r[key] for r in results], color=["#888", "#aaa", "#2a7", "#27a", "#d73", "#e95"][: len(names)])
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle("SmolLM2-135M-Instruct on 2 CPU cores: runtimes on the pipeline's prompts", fontsize=11)

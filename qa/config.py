@@ -32,12 +32,13 @@ class Settings(BaseSettings):
     embedder_path: Path | None = Field(None, description="a sentence-transformers dir; default: packaged MiniLM")
     generator: Literal["packaged", "local", "openai", "none"] = "packaged"
     generator_path: Path | None = Field(None, description="model directory for generator=local")
-    generator_runtime: Literal["ctranslate2", "transformers"] = Field(
-        "ctranslate2",
-        description="runtime of the packaged generator; ctranslate2 measured fastest (eval/decoders.py)",
+    generator_runtime: Literal["openvino", "ctranslate2", "transformers"] = Field(
+        "openvino",
+        description="runtime of the packaged generator; openvino measured fastest (eval/decoders.py)",
     )
-    generator_compute: Literal["float32", "int8"] = Field(
-        "float32", description="CTranslate2 weights: float32 gives eager transformers' greedy answers"
+    generator_compute: Literal["float32", "bf16", "int8"] = Field(
+        "float32",
+        description="float32 gives eager transformers' greedy answers; bf16 is OpenVINO's, int8 CTranslate2's",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="where the embedder, reader and generator run")
     openai_base_url: str = "http://127.0.0.1:8080/v1"

