@@ -43,7 +43,7 @@ bench: index
 	$(PY) -m eval.bench
 
 # The packaged generator in every runtime that installs beside transformers 5 (eager, torch.compile,
-# CTranslate2 float32/int8), on the prompts the pipeline sends; ~10 min on 2 cores.
+# CTranslate2 float32/int8, OpenVINO f32/bf16), on the prompts the pipeline sends; ~12 min on 2 cores.
 bench-decoders: index
 	$(PY) -m eval.decoders --out eval/baseline
 

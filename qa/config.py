@@ -32,9 +32,10 @@ class Settings(BaseSettings):
     embedder_path: Path | None = Field(None, description="a sentence-transformers dir; default: packaged MiniLM")
     generator: Literal["packaged", "local", "openai", "none"] = "packaged"
     generator_path: Path | None = Field(None, description="model directory for generator=local")
-    generator_runtime: Literal["openvino", "ctranslate2", "transformers"] = Field(
-        "openvino",
-        description="runtime of the packaged generator; openvino measured fastest (eval/decoders.py)",
+    generator_runtime: Literal["ctranslate2", "openvino", "transformers"] = Field(
+        "ctranslate2",
+        description="runtime of the packaged generator; openvino is 1.85x faster but needs ~1.2 GB more memory "
+        "(eval/decoders.py, README Speed)",
     )
     generator_compute: Literal["float32", "bf16", "int8"] = Field(
         "float32",

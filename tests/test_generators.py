@@ -69,11 +69,12 @@ def test_a_compute_the_runtime_cannot_run_is_refused_before_any_conversion(runti
     assert not any(tmp_path.iterdir())  # nothing was converted
 
 
-def test_cuda_moves_the_default_generator_to_ctranslate2():
+def test_cuda_moves_the_openvino_generator_to_ctranslate2():
     from qa.generate import _runtime
 
-    assert _runtime(Settings(device="cuda")) == ("ctranslate2", "float32")
-    assert _runtime(Settings()) == ("openvino", "float32")
+    assert _runtime(Settings(generator_runtime="openvino", device="cuda")) == ("ctranslate2", "float32")
+    assert _runtime(Settings(generator_runtime="openvino", generator_compute="bf16")) == ("openvino", "bf16")
+    assert _runtime(Settings()) == ("ctranslate2", "float32")
 
 
 def test_cuda_without_a_gpu_is_a_clear_not_ready_reason(monkeypatch):

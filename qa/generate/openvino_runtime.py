@@ -53,8 +53,10 @@ def _llama_module(config: dict, weights: Mapping):  # noqa: ANN202 - a torch.nn.
         def __init__(self) -> None:
             super().__init__()
             self.embed = torch.nn.Parameter(w("model.embed_tokens.weight"), requires_grad=False)
-            head = "lm_head.weight" if "lm_head.weight" in weights else "model.embed_tokens.weight"
-            self.head = torch.nn.Parameter(w(head), requires_grad=False)
+            # Tied embeddings (SmolLM2) stay one tensor, so the export holds them once (~113 MB less).
+            self.tied = "lm_head.weight" not in weights
+            if not self.tied:
+                self.head = torch.nn.Parameter(w("lm_head.weight"), requires_grad=False)
             self.norm = torch.nn.Parameter(w("model.norm.weight"), requires_grad=False)
             names = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
             self.mats = torch.nn.ParameterList()
@@ -109,7 +111,7 @@ def _llama_module(config: dict, weights: Mapping):  # noqa: ANN202 - a torch.nn.
                 x = x + F.linear(a.transpose(1, 2).reshape(batch, n, heads * head_dim), o_w)
                 h = self.rms(x, self.norms[2 * i + 1])
                 x = x + F.linear(F.silu(F.linear(h, g_w)) * F.linear(h, u_w), d_w)
-            logits = F.linear(self.rms(x[:, -1:, :], self.norm), self.head)
+            logits = F.linear(self.rms(x[:, -1:, :], self.norm), self.embed if self.tied else self.head)
             return (logits, *present)
 
     return Llama().eval(), layers, kv_heads, head_dim
@@ -240,6 +242,7 @@ class OpenVINOGenerator:
         self._request = None
         self._tokenizer = None
         self._eos: set[int] = set()
+        self._prefix: dict[str, tuple[list[int], dict | None]] = {}
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -266,12 +269,48 @@ class OpenVINOGenerator:
     def tokenizer(self):  # noqa: ANN201 - the Hugging Face tokenizer once warmed up, for token counts
         return self._tokenizer
 
-    def _ids(self, messages: Sequence[Message]) -> list[int]:
+    def _ids(self, messages: Sequence[Message], *, generation_prompt: bool = True) -> list[int]:
         assert self._tokenizer is not None
-        ids = self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
+        ids = self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation_prompt)
         if isinstance(ids, Mapping):  # transformers 5 may return a BatchEncoding
             ids = ids["input_ids"]
         return list(ids)
+
+    def _split(self, messages: Sequence[Message]) -> tuple[str, list[int]]:
+        """(system turn, the prompt's tokens after it): the system turn, the same for every phrasing
+        prompt, is computed once and its cache reused (`_prefix_state`); "" when there is none."""
+        full = self._ids(messages)
+        if len(messages) > 1 and messages[0].get("role") == "system":
+            system = messages[0].get("content", "")
+            if system not in self._prefix:
+                self._prefix[system] = (self._ids(messages[:1], generation_prompt=False), None)
+            head = self._prefix[system][0]
+            if full[: len(head)] == head and len(head) < len(full):
+                return system, full[len(head) :]
+        return "", full
+
+    def _prefix_state(self, system: str):  # noqa: ANN202 - (token count, {state name: cache array})
+        """The cache after the system turn alone, computed on first use (~40% of a prompt's prefill)."""
+        import numpy as np
+
+        if not system:
+            return 0, {}
+        head, state = self._prefix[system]
+        if state is None:
+            request = self._request
+            request.reset_state()
+            ones = np.ones((1, len(head)), dtype=np.int64)
+            request.infer(
+                {
+                    "input_ids": np.asarray([head], dtype=np.int64),
+                    "attention_mask": ones,
+                    "position_ids": np.arange(len(head), dtype=np.int64)[None],
+                    "beam_idx": np.zeros(1, dtype=np.int32),
+                }
+            )
+            state = {v.name: v.state.data.copy() for v in request.query_state()}
+            self._prefix[system] = (head, state)
+        return len(head), state
 
     def generate(
         self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
@@ -279,51 +318,68 @@ class OpenVINOGenerator:
         return self.generate_batch([GenerationRow(messages, should_stop)], max_new_tokens=max_new_tokens)[0]
 
     def generate_batch(self, rows: Sequence[GenerationRow], *, max_new_tokens: int) -> list[str]:
-        import numpy as np
-
         self.warm_up()
-        tokenizer, request = self._tokenizer, self._request
-        assert tokenizer is not None and request is not None
         texts = [""] * len(rows)
         live = [i for i, row in enumerate(rows) if not (row.cancel is not None and row.cancel.is_set())]
         if not live or max_new_tokens <= 0:
             return texts
-        prompts = [self._ids(rows[i].messages) for i in live]
-        width = max(len(p) for p in prompts)
-        ids = np.full((len(live), width), tokenizer.pad_token_id or 0, dtype=np.int64)
-        mask = np.zeros((len(live), width), dtype=np.int64)
-        for b, p in enumerate(prompts):  # left padding: every row's next token lands in the same column
-            ids[b, width - len(p) :] = p
-            mask[b, width - len(p) :] = 1
-        positions = np.maximum(mask.cumsum(axis=1) - 1, 0)
-        got: list[list[int]] = [[] for _ in live]
-        order = list(range(len(live)))  # the cache's rows, as indices into `live`
-        beam = np.arange(len(live), dtype=np.int32)
+        groups: dict[str, list[tuple[int, list[int]]]] = {}  # one decoding batch per shared system turn
         with self._lock:
+            for i in live:
+                system, rest = self._split(rows[i].messages)
+                groups.setdefault(system, []).append((i, rest))
             try:
-                request.reset_state()
-                for _step in range(max_new_tokens):
-                    request.infer(
-                        {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "beam_idx": beam}
+                for system, members in groups.items():
+                    got = self._decode(
+                        system, [rest for _, rest in members], [rows[i] for i, _ in members], max_new_tokens
                     )
-                    nxt = request.get_tensor("logits").data[:, -1, :].argmax(axis=-1)
-                    keep = []
-                    for slot, b in enumerate(order):
-                        token = int(nxt[slot])
-                        if token in self._eos:
-                            continue
-                        got[b].append(token)
-                        if not rows[live[b]].done(tokenizer.decode(got[b], skip_special_tokens=True)):
-                            keep.append(slot)
-                    if not keep:
-                        break
-                    order = [order[s] for s in keep]
-                    beam = np.asarray(keep, dtype=np.int32)
-                    mask = np.concatenate([mask[keep], np.ones((len(keep), 1), dtype=np.int64)], axis=1)
-                    positions = positions[keep, -1:] + 1
-                    ids = nxt[keep].reshape(-1, 1).astype(np.int64)
+                    for (i, _), tokens in zip(members, got, strict=True):
+                        texts[i] = self._tokenizer.decode(tokens, skip_special_tokens=True)
             except RuntimeError as exc:
                 raise GeneratorError(f"generation failed: {exc}") from exc
-        for b, i in enumerate(live):
-            texts[i] = tokenizer.decode(got[b], skip_special_tokens=True)
         return texts
+
+    def _decode(
+        self, system: str, prompts: list[list[int]], rows: Sequence[GenerationRow], max_new_tokens: int
+    ) -> list[list[int]]:
+        """Greedy tokens for each prompt (after the cached system turn), rows dropped as they finish."""
+        import numpy as np
+        import openvino as ov
+
+        tokenizer, request = self._tokenizer, self._request
+        head, state = self._prefix_state(system)
+        n = len(prompts)
+        width = max(len(p) for p in prompts)
+        ids = np.full((n, width), tokenizer.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((n, head + width), dtype=np.int64)
+        mask[:, :head] = 1
+        for b, p in enumerate(prompts):  # left padding: every row's next token lands in the same column
+            ids[b, width - len(p) :] = p
+            mask[b, head + width - len(p) :] = 1
+        positions = np.maximum(mask.cumsum(axis=1) - 1, 0)[:, head:]
+        request.reset_state()
+        for variable in request.query_state():
+            if state:
+                variable.state = ov.Tensor(np.ascontiguousarray(np.repeat(state[variable.name], n, axis=0)))
+        got: list[list[int]] = [[] for _ in prompts]
+        order = list(range(n))  # the cache's rows, as indices into `prompts`
+        beam = np.arange(n, dtype=np.int32)
+        for _step in range(max_new_tokens):
+            request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions, "beam_idx": beam})
+            nxt = request.get_tensor("logits").data[:, -1, :].argmax(axis=-1)
+            keep = []
+            for slot, b in enumerate(order):
+                token = int(nxt[slot])
+                if token in self._eos:
+                    continue
+                got[b].append(token)
+                if not rows[b].done(tokenizer.decode(got[b], skip_special_tokens=True)):
+                    keep.append(slot)
+            if not keep:
+                break
+            order = [order[s] for s in keep]
+            beam = np.asarray(keep, dtype=np.int32)
+            mask = np.concatenate([mask[keep], np.ones((len(keep), 1), dtype=np.int64)], axis=1)
+            positions = positions[keep, -1:] + 1
+            ids = nxt[keep].reshape(-1, 1).astype(np.int64)
+        return got
