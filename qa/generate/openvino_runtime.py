@@ -2,16 +2,16 @@
 
 Why a hand-written export: optimum-intel (the usual exporter) pins transformers < 5.6 and pulls a CUDA
 torch, so it cannot be installed beside this project. The packaged model is a plain Llama (SmolLM2), so
-`_Llama` below re-states its forward pass in ~60 lines of torch with the key/value cache as explicit
+`_llama_module` below re-states its forward pass in ~60 lines of torch with the key/value cache as explicit
 inputs and outputs; ``openvino.convert_model`` traces it, and `_make_stateful` hides the cache inside the
 compiled model as OpenVINO state (the transformation optimum-intel applies), with a ``beam_idx`` input
 that gathers the cache rows to keep. That is what lets a finished row leave a batch: the next step
-gathers the remaining rows' cache and the others go on. `tests/slow/test_generate_openvino.py` checks the
-export against transformers' logits and greedy text.
+gathers the remaining rows' cache and the others go on. ``tests/slow/test_batching.py`` checks that it
+decodes eager transformers' greedy text, alone and batched, and that a stopped row leaves the others be.
 
 Example (what ``make_generator`` does with ``QA_GENERATOR_RUNTIME=openvino``):
 
-    ir_dir = export_openvino(model_dir)          # once, ~20 s, cached beside the safetensors copy
+    ir_dir = export_openvino(model_dir)          # once, ~10 s, cached beside the safetensors copy
     gen = OpenVINOGenerator(ir_dir, precision="f32")
     gen.generate(build_messages("How many?", "12", "There are 12."), max_new_tokens=32)
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from qa.errors import GeneratorError, ModelNotFound
 
-from . import GenerationRow, Message, StopCheck, _build_once
+from . import GenerationRow, Message, StopCheck, _build_once, split_system_turn
 
 PRECISIONS = ("f32", "bf16")
 _IR = "openvino_model.xml"
@@ -165,7 +165,7 @@ def export_openvino(model_dir: Path, progress: Callable[[str], None] | None = No
 
     def build(tmp: Path) -> None:
         if progress:
-            progress(f"exporting {model_dir.name} to OpenVINO in {target} (once, ~20 s)")
+            progress(f"exporting {model_dir.name} to OpenVINO in {target} (once, ~10 s)")
         try:
             import openvino as ov
         except ImportError as exc:  # pragma: no cover - a dependency of the project
@@ -242,7 +242,8 @@ class OpenVINOGenerator:
         self._request = None
         self._tokenizer = None
         self._eos: set[int] = set()
-        self._prefix: dict[str, tuple[list[int], dict | None]] = {}
+        self._system_ids: dict[str, list[int]] = {}
+        self._states: dict[tuple[int, ...], dict] = {}
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -269,48 +270,26 @@ class OpenVINOGenerator:
     def tokenizer(self):  # noqa: ANN201 - the Hugging Face tokenizer once warmed up, for token counts
         return self._tokenizer
 
-    def _ids(self, messages: Sequence[Message], *, generation_prompt: bool = True) -> list[int]:
-        assert self._tokenizer is not None
-        ids = self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation_prompt)
-        if isinstance(ids, Mapping):  # transformers 5 may return a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
-
-    def _split(self, messages: Sequence[Message]) -> tuple[str, list[int]]:
-        """(system turn, the prompt's tokens after it): the system turn, the same for every phrasing
-        prompt, is computed once and its cache reused (`_prefix_state`); "" when there is none."""
-        full = self._ids(messages)
-        if len(messages) > 1 and messages[0].get("role") == "system":
-            system = messages[0].get("content", "")
-            if system not in self._prefix:
-                self._prefix[system] = (self._ids(messages[:1], generation_prompt=False), None)
-            head = self._prefix[system][0]
-            if full[: len(head)] == head and len(head) < len(full):
-                return system, full[len(head) :]
-        return "", full
-
-    def _prefix_state(self, system: str):  # noqa: ANN202 - (token count, {state name: cache array})
-        """The cache after the system turn alone, computed on first use (~40% of a prompt's prefill)."""
+    def _prefix_state(self, head: tuple[int, ...]) -> dict:
+        """{state name: cache} after the system turn ``head`` alone, computed on first use (~40% of a
+        prompt's prefill); {} when there is no system turn."""
         import numpy as np
 
-        if not system:
-            return 0, {}
-        head, state = self._prefix[system]
-        if state is None:
+        if not head:
+            return {}
+        if head not in self._states:
             request = self._request
             request.reset_state()
-            ones = np.ones((1, len(head)), dtype=np.int64)
             request.infer(
                 {
                     "input_ids": np.asarray([head], dtype=np.int64),
-                    "attention_mask": ones,
+                    "attention_mask": np.ones((1, len(head)), dtype=np.int64),
                     "position_ids": np.arange(len(head), dtype=np.int64)[None],
                     "beam_idx": np.zeros(1, dtype=np.int32),
                 }
             )
-            state = {v.name: v.state.data.copy() for v in request.query_state()}
-            self._prefix[system] = (head, state)
-        return len(head), state
+            self._states[head] = {v.name: v.state.data.copy() for v in request.query_state()}
+        return self._states[head]
 
     def generate(
         self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
@@ -323,15 +302,15 @@ class OpenVINOGenerator:
         live = [i for i, row in enumerate(rows) if not (row.cancel is not None and row.cancel.is_set())]
         if not live or max_new_tokens <= 0:
             return texts
-        groups: dict[str, list[tuple[int, list[int]]]] = {}  # one decoding batch per shared system turn
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}  # a decoding batch per system turn
         with self._lock:
             for i in live:
-                system, rest = self._split(rows[i].messages)
-                groups.setdefault(system, []).append((i, rest))
+                head, rest = split_system_turn(self._tokenizer, rows[i].messages, self._system_ids)
+                groups.setdefault(tuple(head), []).append((i, rest))
             try:
-                for system, members in groups.items():
+                for head, members in groups.items():
                     got = self._decode(
-                        system, [rest for _, rest in members], [rows[i] for i, _ in members], max_new_tokens
+                        head, [rest for _, rest in members], [rows[i] for i, _ in members], max_new_tokens
                     )
                     for (i, _), tokens in zip(members, got, strict=True):
                         texts[i] = self._tokenizer.decode(tokens, skip_special_tokens=True)
@@ -340,14 +319,15 @@ class OpenVINOGenerator:
         return texts
 
     def _decode(
-        self, system: str, prompts: list[list[int]], rows: Sequence[GenerationRow], max_new_tokens: int
+        self, system: tuple[int, ...], prompts: list[list[int]], rows: Sequence[GenerationRow], max_new_tokens: int
     ) -> list[list[int]]:
         """Greedy tokens for each prompt (after the cached system turn), rows dropped as they finish."""
         import numpy as np
         import openvino as ov
 
         tokenizer, request = self._tokenizer, self._request
-        head, state = self._prefix_state(system)
+        state = self._prefix_state(system)
+        head = len(system)
         n = len(prompts)
         width = max(len(p) for p in prompts)
         ids = np.full((n, width), tokenizer.pad_token_id or 0, dtype=np.int64)
