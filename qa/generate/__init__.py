@@ -204,6 +204,16 @@ def convert_packaged_model(cache_dir: Path, progress: Callable[[str], None] | No
     return _build_once(target, "model.safetensors", build)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def copy_tokenizer_files(source: Path, target: Path, extra: Sequence[str] = ()) -> None:
+    """Copy the tokenizer (and any ``extra`` files) that a converted model directory needs beside it."""
+    for name in (*TOKENIZER_FILES, *extra):
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+
+
 def convert_to_ctranslate2(model_dir: Path, compute_type: str, progress: Callable[[str], None] | None = None) -> Path:
     """A CTranslate2 copy of a Hugging Face model directory beside it, converted once (~15 s).
 
@@ -223,9 +233,7 @@ def convert_to_ctranslate2(model_dir: Path, compute_type: str, progress: Callabl
         TransformersConverter(str(model_dir), load_as_float16=False).convert(
             str(tmp), quantization=None if compute_type == "float32" else compute_type, force=True
         )
-        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
-            if (model_dir / name).is_file():
-                shutil.copy2(model_dir / name, tmp / name)
+        copy_tokenizer_files(model_dir, tmp)
 
     return _build_once(target, "model.bin", build)
 

@@ -19,14 +19,13 @@ Example (what ``make_generator`` does with ``QA_GENERATOR_RUNTIME=openvino``):
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from qa.errors import GeneratorError, ModelNotFound
 
-from . import GenerationRow, Message, StopCheck, _build_once, split_system_turn
+from . import GenerationRow, Message, StopCheck, _build_once, copy_tokenizer_files, split_system_turn
 
 PRECISIONS = ("f32", "bf16")
 _IR = "openvino_model.xml"
@@ -200,16 +199,7 @@ def export_openvino(model_dir: Path, progress: Callable[[str], None] | None = No
             port.get_tensor().set_names({name})
         _make_stateful(model, layers)
         ov.save_model(model, str(tmp / _IR), compress_to_fp16=False)
-        for name in (
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "chat_template.jinja",
-            "special_tokens_map.json",
-            "config.json",
-            "generation_config.json",
-        ):
-            if (model_dir / name).is_file():
-                shutil.copy2(model_dir / name, tmp / name)
+        copy_tokenizer_files(model_dir, tmp, extra=("config.json", "generation_config.json"))
 
     return _build_once(target, _IR, build)
 
