@@ -141,11 +141,13 @@ def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
     from index.embedder import SentenceTransformerEmbedder
     from index.store import build_index, load_index, save_index
     from qa.generate import make_generator
-    from qa.pipeline import Pipeline, _set_threads
+    from qa.pipeline import Pipeline, PipelineOptions, _check_device, _set_threads
     from qa.reader.reader import make_reader
 
     _set_threads(settings.torch_threads, settings.faiss_threads)
-    embedder = SentenceTransformerEmbedder()
+    embedder = SentenceTransformerEmbedder(
+        Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
+    )
     embedder.warm_up()
     docs = load_documents(Path(settings.source_dir)) + load_documents(extra)
     tmp = Path(tempfile.mkdtemp(prefix="qa-eval-index-"))
@@ -160,11 +162,12 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
     from index.embedder import SentenceTransformerEmbedder
     from index.store import build_index, index_state, load_index, save_index
     from qa.generate import make_generator
-    from qa.pipeline import Pipeline, _set_threads
+    from qa.pipeline import Pipeline, PipelineOptions, _check_device, _set_threads
     from qa.reader.reader import make_reader
 
     _deterministic(settings)
     _set_threads(settings.torch_threads, settings.faiss_threads)
+    _check_device(settings.device)
     from qa.reader.reader import load_config
 
     docs, questions = squad.load_squad(path)
@@ -193,7 +196,9 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
             reader,
         )
     index_dir = args.squad_index_dir or Path(".index-squad") / squad.file_key(path)
-    embedder = SentenceTransformerEmbedder()
+    embedder = SentenceTransformerEmbedder(
+        Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
+    )
     embedder.warm_up()
     if index_state(index_dir, docs, embedder.model_id) != "fresh":
         bar = _bar(f"indexing {len(docs)} paragraphs")
@@ -201,7 +206,11 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
         save_index(build_index(docs, embedder, progress=bar), index_dir)
         print(f"indexed in {time.perf_counter() - t:.0f} s -> {index_dir}", file=sys.stderr)
     pipeline = Pipeline(
-        load_index(index_dir, embedder), embedder, make_generator(settings), reader=make_reader(settings)
+        load_index(index_dir, embedder),
+        embedder,
+        make_generator(settings),
+        PipelineOptions.from_settings(settings),  # QA_READER_PASSAGES and the rest, as the server reads them
+        reader=make_reader(settings),
     )
     t = time.perf_counter()
     result = squad.evaluate(pipeline, chosen, _bar("squad"), batch_size=max(1, args.batch_size))

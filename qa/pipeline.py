@@ -47,6 +47,17 @@ class PipelineOptions:
     max_new_tokens: int = 32
     max_citations: int = 2
 
+    @classmethod
+    def from_settings(cls, settings) -> PipelineOptions:  # noqa: ANN001 - a qa.config.Settings
+        """The options a `Settings` names (every entry point builds them here, so none drops one)."""
+        return cls(
+            max_question_chars=settings.max_question_chars,
+            default_top_k=settings.default_top_k,
+            max_top_k=settings.max_top_k,
+            read_passages=settings.reader_passages,
+            max_new_tokens=settings.max_new_tokens,
+        )
+
 
 def _abstain_text(reason: str) -> str:
     return f"The articles do not say: {reason}. The closest passages are listed for reference."
@@ -128,14 +139,7 @@ class Pipeline:
         data = load_index(Path(settings.index_dir), embedder)
         reader = make_reader(settings)
         generator = make_generator(settings, progress)
-        options = PipelineOptions(
-            max_question_chars=settings.max_question_chars,
-            default_top_k=settings.default_top_k,
-            max_top_k=settings.max_top_k,
-            read_passages=settings.reader_passages,
-            max_new_tokens=settings.max_new_tokens,
-        )
-        return cls(data, embedder, generator, options, reader=reader)
+        return cls(data, embedder, generator, PipelineOptions.from_settings(settings), reader=reader)
 
     def with_data(self, data: IndexData) -> Pipeline:
         """The same models over another index (documents added or removed)."""

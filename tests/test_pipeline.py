@@ -138,3 +138,15 @@ def test_timings_are_reported(tiny_pipeline):
     t = tiny_pipeline.ask("How many libraries does the council run?").timings_ms
     assert set(t) == {"retrieve", "read", "generate", "verify", "total"}
     assert t["total"] >= t["retrieve"] >= 0
+
+
+def test_options_carry_every_setting_they_name():
+    """`qa eval squad` once built its pipeline without them, so QA_READER_PASSAGES=8 read 3 passages."""
+    from qa.config import Settings
+
+    settings = Settings(
+        reader_passages=8, max_new_tokens=7, max_question_chars=50, default_top_k=4, max_top_k=9, _env_file=None
+    )
+    assert PipelineOptions.from_settings(settings) == PipelineOptions(
+        max_question_chars=50, default_top_k=4, max_top_k=9, read_passages=8, max_new_tokens=7
+    )
