@@ -133,42 +133,56 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
-    """The seed corpus plus ``extra`` documents, indexed in a temporary folder (the real index is untouched)."""
-    import tempfile
-
-    from index.documents import load_documents
+def _pipeline_over(settings, index_for):  # noqa: ANN001, ANN202
+    """The settings' models and options over the index folder ``index_for(embedder)`` returns (it may
+    build it first): what `Pipeline.from_settings` does for the served index, for eval-only corpora."""
     from index.embedder import SentenceTransformerEmbedder
-    from index.store import build_index, load_index, save_index
+    from index.store import load_index
     from qa.generate import make_generator
     from qa.pipeline import Pipeline, PipelineOptions, _check_device, _set_threads
     from qa.reader.reader import make_reader
 
     _set_threads(settings.torch_threads, settings.faiss_threads)
+    _check_device(settings.device)
     embedder = SentenceTransformerEmbedder(
         Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
     )
     embedder.warm_up()
-    docs = load_documents(Path(settings.source_dir)) + load_documents(extra)
-    tmp = Path(tempfile.mkdtemp(prefix="qa-eval-index-"))
-    save_index(build_index(docs, embedder), tmp)
-    return Pipeline(load_index(tmp, embedder), embedder, make_generator(settings), reader=make_reader(settings))
+    return Pipeline(
+        load_index(index_for(embedder), embedder),
+        embedder,
+        make_generator(settings),
+        PipelineOptions.from_settings(settings),  # QA_READER_PASSAGES and the rest, as the server reads them
+        reader=make_reader(settings),
+    )
+
+
+def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
+    """The seed corpus plus ``extra`` documents, indexed in a temporary folder (the real index is untouched)."""
+    import tempfile
+
+    from index.documents import load_documents
+    from index.store import build_index, save_index
+
+    def index_for(embedder) -> Path:  # noqa: ANN001
+        docs = load_documents(Path(settings.source_dir)) + load_documents(extra)
+        tmp = Path(tempfile.mkdtemp(prefix="qa-eval-index-"))
+        save_index(build_index(docs, embedder), tmp)
+        return tmp
+
+    return _pipeline_over(settings, index_for)
 
 
 def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: ANN001
     import time
 
     from eval import squad
-    from index.embedder import SentenceTransformerEmbedder
-    from index.store import build_index, index_state, load_index, save_index
-    from qa.generate import make_generator
-    from qa.pipeline import Pipeline, PipelineOptions, _check_device, _set_threads
-    from qa.reader.reader import make_reader
+    from index.store import build_index, index_state, save_index
+    from qa.pipeline import _set_threads
+    from qa.reader.reader import load_config, make_reader
 
     _deterministic(settings)
     _set_threads(settings.torch_threads, settings.faiss_threads)
-    _check_device(settings.device)
-    from qa.reader.reader import load_config
 
     docs, questions = squad.load_squad(path)
     trained = [] if args.include_trained else load_config().get("trained_articles", [])
@@ -196,27 +210,21 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
             reader,
         )
     index_dir = args.squad_index_dir or Path(".index-squad") / squad.file_key(path)
-    embedder = SentenceTransformerEmbedder(
-        Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
-    )
-    embedder.warm_up()
-    if index_state(index_dir, docs, embedder.model_id) != "fresh":
-        bar = _bar(f"indexing {len(docs)} paragraphs")
-        t = time.perf_counter()
-        save_index(build_index(docs, embedder, progress=bar), index_dir)
-        print(f"indexed in {time.perf_counter() - t:.0f} s -> {index_dir}", file=sys.stderr)
-    pipeline = Pipeline(
-        load_index(index_dir, embedder),
-        embedder,
-        make_generator(settings),
-        PipelineOptions.from_settings(settings),  # QA_READER_PASSAGES and the rest, as the server reads them
-        reader=make_reader(settings),
-    )
+
+    def index_for(embedder) -> Path:  # noqa: ANN001
+        if index_state(index_dir, docs, embedder.model_id) != "fresh":
+            bar = _bar(f"indexing {len(docs)} paragraphs")
+            t = time.perf_counter()
+            save_index(build_index(docs, embedder, progress=bar), index_dir)
+            print(f"indexed in {time.perf_counter() - t:.0f} s -> {index_dir}", file=sys.stderr)
+        return index_dir
+
+    pipeline = _pipeline_over(settings, index_for)
     t = time.perf_counter()
     result = squad.evaluate(pipeline, chosen, _bar("squad"), batch_size=max(1, args.batch_size))
     result["meta"] = {
         "generator": pipeline.generator.model_id if pipeline.generator else "none",
-        "embedding_model": embedder.model_id,
+        "embedding_model": pipeline.embedder.model_id,
     }
     return _report_squad(
         result, path, args, docs, questions, chosen, trained, time.perf_counter() - t, "open retrieval", pipeline.reader
