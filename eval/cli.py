@@ -185,7 +185,8 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
     _set_threads(settings.torch_threads, settings.faiss_threads)
 
     docs, questions = squad.load_squad(path)
-    trained = [] if args.include_trained else load_config().get("trained_articles", [])
+    trained_on = load_config().get("trained_articles", [])
+    trained = [] if args.include_trained else trained_on
     asked = squad.without_articles(questions, trained)
     chosen = squad.sample(asked, args.limit, args.sample_seed)
     if len(asked) < len(questions):
@@ -226,6 +227,9 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
         "generator": pipeline.generator.model_id if pipeline.generator else "none",
         "embedding_model": pipeline.embedder.model_id,
     }
+    if args.include_trained and trained_on:  # the unseen part's scores, beside the whole run's
+        held_out = {q.qid for q in squad.without_articles(chosen, trained_on)}
+        result["held_out"] = squad.summarize([r for r in result["rows"] if r["id"] in held_out], rows_too=False)
     return _report_squad(
         result, path, args, docs, questions, chosen, trained, time.perf_counter() - t, "open retrieval", pipeline.reader
     )
@@ -256,6 +260,12 @@ def _report_squad(result, path, args, docs, questions, chosen, trained, elapsed,
                 f"hit@1 {b['hit@1']:.2f}  hit@5 {b['hit@5']:.2f}"
             )
     print(f"null baseline (always abstain) overall EM/F1: {result['null_baseline_overall']}")
+    if "held_out" in result:
+        h = result["held_out"]
+        print(
+            f"held-out articles only (n={h['overall']['n']}): F1 {h['overall']['f1']:.2f}, HasAns F1 "
+            f"{h['HasAns']['f1']:.2f}, NoAns {h['NoAns']['f1']:.2f}; always abstain {h['null_baseline_overall']}"
+        )
     print(
         f"latency p50 {result['latency_ms']['p50']:.0f} ms  p95 {result['latency_ms']['p95']:.0f} ms; {elapsed:.0f} s total"
     )

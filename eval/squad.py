@@ -152,7 +152,7 @@ def _block(rows: Sequence[dict]) -> dict:
     }
 
 
-def summarize(rows: Sequence[dict]) -> dict:
+def summarize(rows: Sequence[dict], *, rows_too: bool = True) -> dict:
     has = [r for r in rows if not r["impossible"]]
     no = [r for r in rows if r["impossible"]]
     ms = [r["ms"] for r in rows]
@@ -163,5 +163,5 @@ def summarize(rows: Sequence[dict]) -> dict:
         "null_baseline_overall": round(100 * len(no) / len(rows), 2) if rows else None,
         "latency_ms": {"p50": metrics.percentile(ms, 0.5), "p95": metrics.percentile(ms, 0.95)},
         "modes": {m: sum(r["mode"] == m for r in rows) for m in ("generated", "extractive", "abstained")},
-        "rows": list(rows),
+        **({"rows": list(rows)} if rows_too else {}),
     }
