@@ -209,6 +209,23 @@ def test_squad_loader_and_sampling(tmp_path):
     assert questions[0].answers == ("France",) and questions[1].impossible and questions[1].answers == ()
     assert sample(questions, 1, 0) == sample(questions, 1, 0) and len(sample(questions, 1, 0)) == 1
     assert Path(path).exists()
+    assert squad_without(questions, ["Some_Topic"]) == [] and squad_without(questions, ["Other"]) == questions
+
+
+def squad_without(questions, titles):
+    from eval.squad import without_articles
+
+    return without_articles(questions, titles)
+
+
+def test_squad_summary_scores_a_subset_without_repeating_its_rows():
+    from eval.squad import summarize
+
+    row = dict(impossible=False, em=1.0, f1=1.0, mode="extractive", hit1=True, hit5=True, ms=5.0)
+    rows = [row, dict(row, impossible=True, em=0.0, f1=0.0, mode="generated")]
+    full, part = summarize(rows), summarize(rows[:1], rows_too=False)
+    assert full["overall"]["f1"] == 50.0 and full["null_baseline_overall"] == 50.0 and len(full["rows"]) == 2
+    assert part["overall"]["f1"] == 100.0 and part["null_baseline_overall"] == 0.0 and "rows" not in part
 
 
 def test_progress_lines_when_not_a_terminal(capsys):
