@@ -133,36 +133,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_over(settings, index_for):  # noqa: ANN001, ANN202
-    """The settings' models and options over the index folder ``index_for(embedder)`` returns (it may
-    build it first): what `Pipeline.from_settings` does for the served index, for eval-only corpora."""
-    from index.embedder import SentenceTransformerEmbedder
-    from index.store import load_index
-    from qa.generate import make_generator
-    from qa.pipeline import Pipeline, PipelineOptions, _check_device, _set_threads
-    from qa.reader.reader import make_reader
-
-    _set_threads(settings.torch_threads, settings.faiss_threads)
-    _check_device(settings.device)
-    embedder = SentenceTransformerEmbedder(
-        Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
-    )
-    embedder.warm_up()
-    return Pipeline(
-        load_index(index_for(embedder), embedder),
-        embedder,
-        make_generator(settings),
-        PipelineOptions.from_settings(settings),  # QA_READER_PASSAGES and the rest, as the server reads them
-        reader=make_reader(settings),
-    )
-
-
 def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
     """The seed corpus plus ``extra`` documents, indexed in a temporary folder (the real index is untouched)."""
     import tempfile
 
     from index.documents import load_documents
     from index.store import build_index, save_index
+    from qa.pipeline import Pipeline
 
     def index_for(embedder) -> Path:  # noqa: ANN001
         docs = load_documents(Path(settings.source_dir)) + load_documents(extra)
@@ -170,7 +147,7 @@ def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
         save_index(build_index(docs, embedder), tmp)
         return tmp
 
-    return _pipeline_over(settings, index_for)
+    return Pipeline.from_settings(settings, index_for=index_for)
 
 
 def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: ANN001
@@ -178,7 +155,7 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
 
     from eval import squad
     from index.store import build_index, index_state, save_index
-    from qa.pipeline import _set_threads
+    from qa.pipeline import Pipeline, _set_threads
     from qa.reader.reader import load_config, make_reader
 
     _deterministic(settings)
@@ -220,7 +197,7 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
             print(f"indexed in {time.perf_counter() - t:.0f} s -> {index_dir}", file=sys.stderr)
         return index_dir
 
-    pipeline = _pipeline_over(settings, index_for)
+    pipeline = Pipeline.from_settings(settings, index_for=index_for)
     t = time.perf_counter()
     result = squad.evaluate(pipeline, chosen, _bar("squad"), batch_size=max(1, args.batch_size))
     result["meta"] = {

@@ -125,8 +125,17 @@ class Pipeline:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings, progress: Callable[[str], None] | None = None) -> Pipeline:  # noqa: ANN001
-        """Load the embedder, the index, the reader and the generator the settings name (heavy: seconds)."""
+    def from_settings(
+        cls,
+        settings,  # noqa: ANN001 - a qa.config.Settings
+        progress: Callable[[str], None] | None = None,
+        *,
+        index_for: Callable[[Embedder], Path] | None = None,
+    ) -> Pipeline:
+        """Load the embedder, the index, the reader and the generator the settings name (heavy: seconds).
+
+        ``index_for(embedder)`` gives another index folder (it may build it first), for the eval-only
+        corpora (SQuAD, extra documents); default: ``settings.index_dir``."""
         from qa.generate import make_generator
         from qa.reader.reader import make_reader
 
@@ -136,7 +145,7 @@ class Pipeline:
             Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
         )
         embedder.warm_up()
-        data = load_index(Path(settings.index_dir), embedder)
+        data = load_index(index_for(embedder) if index_for else Path(settings.index_dir), embedder)
         reader = make_reader(settings)
         generator = make_generator(settings, progress)
         return cls(data, embedder, generator, PipelineOptions.from_settings(settings), reader=reader)

@@ -179,7 +179,7 @@ def test_aggregate_handles_empty_citations():
 def test_squad_loader_and_sampling(tmp_path):
     import json
 
-    from eval.squad import load_squad, sample
+    from eval.squad import load_squad, sample, without_articles
 
     data = {
         "data": [
@@ -209,13 +209,7 @@ def test_squad_loader_and_sampling(tmp_path):
     assert questions[0].answers == ("France",) and questions[1].impossible and questions[1].answers == ()
     assert sample(questions, 1, 0) == sample(questions, 1, 0) and len(sample(questions, 1, 0)) == 1
     assert Path(path).exists()
-    assert squad_without(questions, ["Some_Topic"]) == [] and squad_without(questions, ["Other"]) == questions
-
-
-def squad_without(questions, titles):
-    from eval.squad import without_articles
-
-    return without_articles(questions, titles)
+    assert without_articles(questions, ["Some_Topic"]) == [] and without_articles(questions, ["Other"]) == questions
 
 
 def test_squad_summary_scores_a_subset_without_repeating_its_rows():
