@@ -123,3 +123,83 @@ def test_synthetic_negatives_never_hold_the_answer():
     for e in out:
         src = next(x for rows in articles for x in rows if e.qid.startswith(x.qid + "-"))
         assert not e.answers and all(a not in e.context for a, _ in src.answers)
+
+
+def test_swapped_negatives_take_a_name_of_the_article_that_the_answer_sentence_lacks():
+    import random
+
+    from qa.reader.train import Example, _answer_sentence, swapped_negatives
+
+    context = (
+        "The Normans reached Italy in 999, while the Lombards stayed in the north. Later the Lombards "
+        "fought the Byzantines. The Normans built castles of stone."
+    )
+    other = "The Byzantines traded with Venice for silk. The Lombards and the Byzantines signed a treaty."
+    rows = [
+        Example("q1", "Normans", context, "When did the Normans reach Italy?", [("999", context.index("999"))]),
+        Example("q2", "Normans", other, "What did the Byzantines trade?", [("silk", other.index("silk"))]),
+    ]
+    out = swapped_negatives([rows], random.Random(0), rate=1.0)
+    assert out and all(not e.answers and e.qid.endswith("-swapped") for e in out)
+    for e in out:
+        src = next(r for r in rows if e.qid == r.qid + "-swapped")
+        assert e.context == src.context and e.question != src.question
+        new = set(e.question.rstrip("?").split()) - set(src.question.rstrip("?").split())
+        assert new and all(w not in _answer_sentence(src) for w in new), e.question
+    # The Lombards are in the answer's sentence of q1, so they never enter q1; they may enter q2.
+    by_source = {e.qid: e.question for e in out}
+    assert "Lombards" not in by_source["q1-swapped"] and "Byzantines" in by_source["q1-swapped"]
+    assert by_source["q2-swapped"] == "What did the Lombards trade?"
+
+
+def test_paraphrased_positives_reword_shared_words_and_keep_the_answer():
+    import random
+
+    from qa.reader.train import Example, paraphrased_positives
+
+    context = "The deadline was extended until 1 June after talks with the company stalled."
+    ex = Example("q1", "Deal", context, "Until when was the deadline extended?", [("1 June", context.index("1 June"))])
+    neighbours = {"extended": ["delayed", "postponed"], "deadline": ["schedule"], "stalled": ["halted"]}
+    out = paraphrased_positives([[ex]], random.Random(0), 1.0, neighbours)
+    assert len(out) == 1 and out[0].answers == ex.answers and out[0].context == context
+    new = set(out[0].question.rstrip("?").split()) - set(ex.question.rstrip("?").split())
+    assert new and new <= {"delayed", "postponed", "schedule"}  # "stalled" is not in the question
+    # A word the paragraph does not use is left alone: there is no overlap to break.
+    assert not paraphrased_positives(
+        [[Example("q2", "Deal", context, "Who was postponed?", [("x", 0)])]],
+        random.Random(0),
+        1.0,
+        {"postponed": ["delayed"]},
+    )
+
+
+def test_word_neighbours_skip_inflections_and_flipped_qualifiers():
+    import torch
+
+    from qa.reader.train import word_neighbours
+
+    class Tok:
+        tokens = ["[PAD]", "postponed", "postpone", "delayed", "cancelled", "##ed", "first", "last", "tree"]
+
+        def get_vocab(self):
+            return {t: i for i, t in enumerate(self.tokens)}
+
+        def convert_ids_to_tokens(self, ids):
+            return [self.tokens[i] for i in ids]
+
+    near = torch.tensor([1.0, 0.1])
+    emb = torch.stack(
+        [
+            torch.tensor([0.0, 1.0]),
+            near,
+            near * 0.99,
+            near + torch.tensor([0, 0.05]),
+            near + torch.tensor([0, 0.2]),
+            near,
+            near,
+            near,
+            torch.tensor([-1.0, 0.0]),
+        ]
+    )
+    got = word_neighbours(Tok(), emb, {"postponed", "first"}, k=2)
+    assert got == {"postponed": ["delayed", "cancelled"]}  # not "postpone", "##ed", "last"; "first" is a qualifier

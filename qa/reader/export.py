@@ -25,11 +25,11 @@ def export(
     checkpoint: Path,
     out: Path,
     *,
-    after: Path | None = None,
+    after: list[Path] = (),
     threshold: float = 0.0,
     name: str = "newsqa-reader-minilm-l6",
 ) -> dict:
-    """Write the shipped files from ``checkpoint``; ``after``: the run it continued from (for the log)."""
+    """Write the shipped files from ``checkpoint``; ``after``: the runs it continued, first first (for the log)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -68,7 +68,7 @@ def export(
         "training": {k: v for k, v in meta.items() if k not in ("dev_trained_articles", "heldout_articles")},
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    stages = [after, checkpoint.parent] if after else [checkpoint.parent]
+    stages = [*after, checkpoint.parent]
     lines, offset = [], 0.0
     for stage in stages:
         rows = [json.loads(x) for x in (stage / "train_log.jsonl").read_text(encoding="utf-8").splitlines() if x]
@@ -76,12 +76,12 @@ def export(
         offset += rows[-1]["epoch"] if rows else 0.0
     (out / "train_log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot_training(out / "train_log.jsonl", out / "training.png")
-    if after:
-        first = json.loads((after / "train_meta.json").read_text(encoding="utf-8"))
-        config["training"]["stage1"] = {
-            k: v for k, v in first.items() if k not in ("dev_trained_articles", "heldout_articles")
+    for n, stage in enumerate(after, start=1):
+        earlier = json.loads((stage / "train_meta.json").read_text(encoding="utf-8"))
+        config["training"][f"stage{n}"] = {
+            k: v for k, v in earlier.items() if k not in ("dev_trained_articles", "heldout_articles")
         }
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return config
 
 
@@ -103,7 +103,7 @@ def plot_training(log: Path, png: Path) -> None:
         if r.get("stage") and r is not rows[0] and r["stage"] != rows[rows.index(r) - 1].get("stage"):
             for a in ax:
                 a.axvline(r["epoch"], color="grey", ls=":", lw=1)
-    ax[1].set(xlabel="epoch (dotted: stage 2, perturbed negatives added)", ylabel="%", ylim=(0, 100))
+    ax[1].set(xlabel="epoch (dotted: a new stage starts)", ylabel="%", ylim=(0, 100))
     ax[1].set_title("400 held-out questions, gold paragraph, best margin", fontsize=10)
     ax[1].legend(loc="lower right")
     fig.tight_layout()
@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qa.reader.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a folder written by qa.reader.train (e.g. .train/reader/final)")
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
-    parser.add_argument("--after", type=Path, help="the training run this checkpoint continued (its log comes first)")
+    parser.add_argument(
+        "--after", type=Path, nargs="*", default=[], help="the training runs this checkpoint continued, in order"
+    )
     args = parser.parse_args(argv)
     config = export(args.checkpoint, args.out, after=args.after)
     size = (args.out / WEIGHTS_FILE).stat().st_size / 1e6
