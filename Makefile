@@ -53,10 +53,12 @@ loadtest: index
 eval: index
 	$(PY) -m qa.cli eval --compare eval/baseline/seed.json
 	$(PY) -m qa.cli eval --dataset eval/datasets/rephrased.yaml --name rephrased --compare eval/baseline/rephrased.json
+	$(PY) -m qa.cli eval --dataset eval/datasets/fresh.yaml --name fresh --compare eval/baseline/fresh.json
 
 eval-baseline: index
 	$(PY) -m qa.cli eval --out eval/baseline --name seed
 	$(PY) -m qa.cli eval --dataset eval/datasets/rephrased.yaml --out eval/baseline --name rephrased
+	$(PY) -m qa.cli eval --dataset eval/datasets/fresh.yaml --out eval/baseline --name fresh
 
 SQUAD_DEV ?= ../shared/benchmarks/squad2-dev-a.json
 

@@ -119,6 +119,19 @@ def abstention_scores(abstained: Sequence[bool], must_abstain: Sequence[bool]) -
     }
 
 
+def separation_auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """The chance that a random positive scores above a random negative (ties count half): 1.0 separates
+    perfectly, 0.5 is a coin; None when either side is empty.
+
+    >>> separation_auc([3.0, 2.0], [1.0, 2.0])
+    0.875
+    """
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile; None for no values. Example: percentile([1, 2, 3, 4], 0.5) -> 2."""
     if not values:

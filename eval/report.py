@@ -24,6 +24,9 @@ DEFINITIONS = {
     "abstention_precision": "abstained and must abstain / abstained",
     "abstention_recall": "abstained and must abstain / must abstain",
     "false_refusal_rate": "abstained on an answerable question / answerable questions",
+    "margin_auc": "how well the reader's margin (best span over no-answer) ranks questions whose best span is a "
+    "correct answer above questions that must be refused or whose best span is wrong, whatever the calibrated "
+    "threshold (1.0 perfect, 0.5 chance); in-process runs only",
     "mode_share": "share of answers by path: generated (model text passed verification), extractive, abstained",
 }
 
@@ -53,10 +56,19 @@ def aggregate(rows: Sequence[dict]) -> dict:
         "abstention_precision": None if abst["precision"] is None else round(abst["precision"], 4),
         "abstention_recall": None if abst["recall"] is None else round(abst["recall"], 4),
         "false_refusal_rate": None if abst["false_refusal_rate"] is None else round(abst["false_refusal_rate"], 4),
+        "margin_auc": _margin_auc(rows),
         "mode_share": {m: round(modes.count(m) / len(modes), 4) for m in ("generated", "extractive", "abstained")}
         if modes
         else {},
     }
+
+
+def _margin_auc(rows: Sequence[dict]) -> float | None:
+    read = [r for r in rows if r.get("margin") is not None]
+    right = [r["margin"] for r in read if r.get("span_correct")]
+    refuse_or_wrong = [r["margin"] for r in read if r["must_abstain"] or r.get("span_correct") is False]
+    auc = metrics.separation_auc(right, refuse_or_wrong)
+    return None if auc is None else round(auc, 4)
 
 
 def latency(rows: Sequence[dict]) -> dict:
@@ -116,8 +128,9 @@ def markdown(report: dict, chart_name: str | None) -> str:
         "abstention_precision",
         "abstention_recall",
         "false_refusal_rate",
+        "margin_auc",
     ):
-        lines.append(f"| {key} | {_fmt(m[key])} |")
+        lines.append(f"| {key} | {_fmt(m.get(key))} |")
     lines.append(f"| mode_share | {', '.join(f'{k} {v:.0%}' for k, v in m['mode_share'].items())} |")
     lat = report["latency_ms"]
     lines += ["", "| stage | p50 ms | p95 ms |", "| --- | --- | --- |"]

@@ -23,6 +23,9 @@ class Reply:
     citations: list[dict]
     passages: list[dict]
     timings_ms: dict[str, float]
+    # The reader's best span and its margin over no-answer, whether or not it cleared the threshold
+    # (in-process only; the HTTP API does not expose them).
+    reading: dict | None = None
 
 
 class Backend(Protocol):
@@ -47,6 +50,7 @@ def _reply(a) -> Reply:  # noqa: ANN001 - a qa.types.Answer
         ],
         passages=[{"doc_id": h.passage.doc_id, "start": h.passage.start, "end": h.passage.end} for h in a.hits],
         timings_ms=dict(a.timings_ms),
+        reading={"span": a.evidence.get("span"), "margin": a.evidence.get("margin")} if a.evidence else None,
     )
 
 
@@ -141,6 +145,8 @@ def score_item(item: EvalItem, reply: Reply, documents: Mapping[str, Document]) 
     ]
     retrieved = [(p["doc_id"], p["start"], p["end"]) for p in reply.passages]
     answerable = not item.must_abstain
+    reading = reply.reading or {}
+    span = reading.get("span")
     return {
         "id": item.id,
         "category": item.category,
@@ -164,6 +170,13 @@ def score_item(item: EvalItem, reply: Reply, documents: Mapping[str, Document]) 
         "recall_at_k": metrics.recall_at_k(retrieved, gold, K) if answerable else None,
         "reciprocal_rank": metrics.reciprocal_rank(retrieved, gold) if answerable else None,
         "timings_ms": reply.timings_ms,
+        "margin": reading.get("margin"),
+        # would the reader's best span, stated alone, be a correct answer (whatever the threshold did)?
+        "span_correct": None
+        if item.must_abstain or span is None
+        else metrics.answer_correct(
+            span, False, answers=item.answers, all_of=item.all_of, must_abstain=False, forbidden=item.forbidden
+        ),
     }
 
 

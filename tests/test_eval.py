@@ -81,13 +81,16 @@ def test_squad_scores(pred, gold, em, f1):
 def test_seed_dataset_is_valid_and_complete(seed_docs):
     items = load_dataset(DEFAULT_DATASET)
     rephrased = load_dataset(DEFAULT_DATASET.parent / "rephrased.yaml")
-    assert len(items) >= 50 and len(rephrased) >= 25
+    fresh = load_dataset(DEFAULT_DATASET.parent / "fresh.yaml")
+    assert len(items) >= 50 and len(rephrased) >= 25 and len(fresh) >= 25
     assert {i.category for i in items + rephrased} == set(CATEGORIES)
-    assert not {i.question for i in items} & {i.question for i in rephrased}  # new questions, not copies
+    # new questions, not copies
+    assert not {i.question for i in items} & {i.question for i in rephrased}
+    assert not {i.question for i in items + rephrased} & {i.question for i in fresh}
     assert sum(i.must_abstain for i in items) >= 10
     assert any(i.question == "How much is CSC saving?" for i in items)
     docs = {d.doc_id: d for d in seed_docs}
-    for item in items + rephrased:
+    for item in items + rephrased + fresh:
         for doc_id, start, end in support_spans(item, docs):
             assert docs[doc_id].text[start:end]
 
@@ -230,3 +233,36 @@ def test_progress_lines_when_not_a_terminal(capsys):
         tick(n, 20)
     lines = capsys.readouterr().err.strip().splitlines()
     assert 5 <= len(lines) <= 12 and lines[-1].startswith("eval: 20/20 questions")
+
+
+def test_separation_auc():
+    assert metrics.separation_auc([3.0, 2.0], [1.0, 2.0]) == 0.875
+    assert metrics.separation_auc([1.0], [2.0]) == 0.0
+    assert metrics.separation_auc([], [1.0]) is None
+
+
+def test_margin_auc_ranks_right_spans_against_refusals_and_wrong_spans():
+    base = dict(citations=0, citations_valid=0, citations_supported=0, citation_support=None, mode="abstained")
+    base |= dict(recall_at_k=None, reciprocal_rank=None, correct=True, abstained=True)
+    rows = [
+        {**base, "must_abstain": False, "margin": 4.0, "span_correct": True},
+        {**base, "must_abstain": False, "margin": 1.0, "span_correct": True},
+        {**base, "must_abstain": False, "margin": 2.0, "span_correct": False},  # a wrong span counts against
+        {**base, "must_abstain": True, "margin": 0.0, "span_correct": None},
+        {**base, "must_abstain": True, "margin": None, "span_correct": None},  # never read: left out
+    ]
+    # right spans {4, 1} against {2, 0}: 4 beats both, 1 beats only 0 -> 3 of 4 pairs
+    assert aggregate(rows)["margin_auc"] == 0.75
+    assert aggregate([{**r, "margin": None} for r in rows])["margin_auc"] is None
+
+
+def test_candidate_table_and_chart(tmp_path):
+    import json as _json
+
+    from eval import candidates
+
+    data = _json.loads((DEFAULT_DATASET.parents[1] / "baseline" / "reader-stage3.json").read_text(encoding="utf-8"))
+    text = candidates.table(data)
+    assert text.count("\n") == len(data["candidates"]) + 1 and "stage 2 (shipped)" in text
+    candidates.chart(data, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
