@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from index.store import sha256_file
@@ -25,7 +26,7 @@ def export(
     checkpoint: Path,
     out: Path,
     *,
-    after: list[Path] = (),
+    after: Sequence[Path] = (),
     threshold: float = 0.0,
     name: str = "newsqa-reader-minilm-l6",
 ) -> dict:

@@ -246,11 +246,10 @@ def paraphrased_positives(
 
 def swapped_negatives(articles: list[list[Example]], rng: random.Random, rate: float) -> list[Example]:
     """Harder SQuAD 2.0-style unanswerables: a name in the question swapped for another name *of the same
-    article*, so the question stays on topic ("How much is CSC saving?" -> "How much is the NHS
-    saving?" is the shape, where only one of them saves). The new name is either one the paragraph never
-    mentions, or one it mentions outside the sentence that holds the answer (so the fact asked about is
-    not stated of it); the paragraph is kept. A swap can occasionally leave the question answerable;
-    the model card says so."""
+    article, so the question stays on topic ("What was the founding year of the New York Daily News?" ->
+    "... of the Grand Central Terminal?"). The new name is either one the paragraph never mentions, or one
+    it mentions outside the sentence that holds the answer (so the fact asked about is not stated of it);
+    the paragraph is kept. A swap can occasionally leave the question answerable: label noise."""
     out: list[Example] = []
     for rows in articles:
         article_names = _article_names(rows)
