@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from eval.dataset import DEFAULT_DATASET, DatasetError, load_dataset
+from qa.config import settings_from_args
 from qa.progress import progress_reporter
 
 DEFAULT_OUT = Path("eval/out")
@@ -23,7 +24,8 @@ def repo_relative(path: Path) -> str:
     return resolved.relative_to(REPO).as_posix() if resolved.is_relative_to(REPO) else resolved.name
 
 
-def add_parser(sub) -> None:  # noqa: ANN001
+def register(sub) -> None:  # noqa: ANN001
+    """Add ``qa eval`` (the ``qa.commands`` entry point named ``eval`` in ``pyproject.toml``)."""
     p = sub.add_parser(
         "eval",
         help="run the eval set, or `qa eval squad FILE` for a SQuAD 2.0 file",
@@ -76,9 +78,7 @@ def _deterministic(settings) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from qa.cli import _settings
-
-    settings = _settings(args)
+    settings = settings_from_args(args)
     if args.threshold is not None:
         settings = settings.model_copy(update={"reader_threshold": args.threshold})
     if args.target and args.target[0] == "squad":

@@ -6,9 +6,7 @@ at least one character.
 
 from __future__ import annotations
 
-import collections
 import re
-import string
 from collections.abc import Sequence
 
 from qa.lang.numbers import find_quantities, same_quantity
@@ -138,43 +136,3 @@ def percentile(values: Sequence[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))]
-
-
-# --- official SQuAD 2.0 scoring (same normalisation as the official evaluate-v2.0.py) -------------
-
-
-def squad_normalize(text: str) -> str:
-    """Lower case, drop punctuation, articles and extra whitespace.
-
-    Example: squad_normalize("The  Normans!") -> "normans"
-    """
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def squad_exact(prediction: str, gold: str) -> float:
-    return float(squad_normalize(prediction) == squad_normalize(gold))
-
-
-def squad_f1(prediction: str, gold: str) -> float:
-    """Token F1 after normalisation; an empty answer scores 1 only against an empty one.
-
-    Example: squad_f1("in France", "France") -> 0.667
-    """
-    pred, ref = squad_normalize(prediction).split(), squad_normalize(gold).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    common = collections.Counter(pred) & collections.Counter(ref)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def squad_scores(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
-    """(EM, F1), max over gold answers; unanswerable questions have golds [""] (correct = predict "")."""
-    golds = [g for g in golds if squad_normalize(g)] or [""]
-    return max(squad_exact(prediction, g) for g in golds), max(squad_f1(prediction, g) for g in golds)

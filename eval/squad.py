@@ -19,6 +19,7 @@ from pathlib import Path
 
 from eval import metrics
 from index.documents import Document
+from qa.lang.squad import squad_scores
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def file_key(path: Path) -> str:
 
 
 def _row(q: SquadQuestion, prediction: str, mode: str, ranked_docs: Sequence[str], ms: float, evidence: dict) -> dict:
-    em, f1 = metrics.squad_scores(prediction, list(q.answers))
+    em, f1 = squad_scores(prediction, list(q.answers))
     return {
         "id": q.qid,
         "article": q.article,

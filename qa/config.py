@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 from pathlib import Path
@@ -86,3 +87,16 @@ class Settings(BaseSettings):
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+# Command-line options that override the settings (environment and defaults) when given.
+CLI_OVERRIDES = ("source_dir", "index_dir", "generator", "host", "port")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings, with the command line's options over the environment's.
+
+    Example: settings_from_args(argparse.Namespace(port=9000, generator=None)).port -> 9000
+    """
+    given = {name: getattr(args, name) for name in CLI_OVERRIDES if getattr(args, name, None) is not None}
+    return Settings(**given)

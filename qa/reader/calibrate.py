@@ -22,8 +22,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from eval import metrics
 from qa.config import Settings
+from qa.lang.squad import squad_scores
 from qa.reader.reader import CONFIG_FILE, MODEL_DIR
 
 
@@ -32,7 +32,7 @@ def _answered_f1(r: dict) -> float:
     span = r["evidence"].get("span") or ""
     key = ("_f1", span)
     if r.get("_f1_key") != key:
-        r["_f1_key"], r["_f1"] = key, (0.0 if r["impossible"] else metrics.squad_scores(span, r["gold"])[1])
+        r["_f1_key"], r["_f1"] = key, (0.0 if r["impossible"] else squad_scores(span, r["gold"])[1])
     return r["_f1"]
 
 
