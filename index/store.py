@@ -4,7 +4,7 @@ Layout of an index directory::
 
     CURRENT                 name of the live version (replaced atomically with os.replace)
     versions/<name>/        one complete index: manifest.json, documents.jsonl, passages.jsonl,
-                            sentences.jsonl, passages.faiss, sentences.faiss
+                            sentences.jsonl (offsets, for citations), passages.faiss
 
 A build writes a new version into a temporary folder, fsyncs it, renames it into ``versions/`` and only
 then points ``CURRENT`` at it. A crash at any moment leaves the previous complete index live.
@@ -31,9 +31,11 @@ from index.documents import Document, corpus_checksum
 from index.embedder import Embedder
 from qa.errors import IndexCorrupt, IndexMismatch, IndexMissing
 
-FORMAT_VERSION = 1
+# 2: sentences are no longer embedded (nothing searched them once the reader replaced sentence
+# scoring); a version-1 index reads as stale and `qa index build --if-stale` rebuilds it.
+FORMAT_VERSION = 2
 _KEEP_VERSIONS = 2
-_FILES = ("documents.jsonl", "passages.jsonl", "sentences.jsonl", "passages.faiss", "sentences.faiss")
+_FILES = ("documents.jsonl", "passages.jsonl", "sentences.jsonl", "passages.faiss")
 
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) while embedding."""
@@ -69,7 +71,6 @@ class IndexData:
     passages: list[Passage]
     sentences: list[Sentence]
     passage_vectors: np.ndarray
-    sentence_vectors: np.ndarray
 
 
 def build_index(
@@ -80,7 +81,7 @@ def build_index(
     progress: Progress | None = None,
     batch_size: int = 64,
 ) -> IndexData:
-    """Chunk and embed ``docs``. Passages and sentences are both embedded (sentences feed reranking)."""
+    """Chunk ``docs`` into sentences and passages and embed the passages (what retrieval searches)."""
     sentences: list[Sentence] = []
     passages: list[Passage] = []
     for doc in docs:
@@ -94,7 +95,7 @@ def build_index(
         )
         sentences.extend(doc_sentences)
         passages.extend(doc_passages)
-    texts = [p.text for p in passages] + [s.text for s in sentences]
+    texts = [p.text for p in passages]
     vectors = []
     total = len(texts)
     for start in range(0, total, batch_size):
@@ -103,9 +104,7 @@ def build_index(
             progress(min(start + batch_size, total), total)
     dim = embedder.dimension
     matrix = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
-    return _assemble(
-        docs, passages, sentences, matrix[: len(passages)], matrix[len(passages) :], embedder.model_id, dim, chunking
-    )
+    return _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking)
 
 
 def _assemble(
@@ -113,7 +112,6 @@ def _assemble(
     passages: list[Passage],
     sentences: list[Sentence],
     passage_vectors: np.ndarray,
-    sentence_vectors: np.ndarray,
     model_id: str,
     dim: int,
     chunking: ChunkingParams,
@@ -130,7 +128,7 @@ def _assemble(
         chunking=asdict(chunking),
         created_at=time.time(),
     )
-    return IndexData(manifest, {d.doc_id: d for d in docs}, passages, sentences, passage_vectors, sentence_vectors)
+    return IndexData(manifest, {d.doc_id: d for d in docs}, passages, sentences, passage_vectors)
 
 
 def sha256_file(path: Path) -> str:
@@ -197,7 +195,6 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
         )
         dim = data.manifest.dimension
         _write_faiss(tmp / "passages.faiss", data.passage_vectors, dim)
-        _write_faiss(tmp / "sentences.faiss", data.sentence_vectors, dim)
         files = {name: sha256_file(tmp / name) for name in _FILES}
         manifest = Manifest(**{**asdict(data.manifest), "files": files})
         (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
@@ -313,23 +310,19 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
             )
             for r in _read_jsonl(folder / "passages.jsonl")
         ]
-        vectors = []
-        for name in ("passages.faiss", "sentences.faiss"):
-            idx = faiss.read_index(str(folder / name))
-            vectors.append(
-                idx.reconstruct_n(0, idx.ntotal) if idx.ntotal else np.zeros((0, manifest.dimension), np.float32)
-            )
+        idx = faiss.read_index(str(folder / "passages.faiss"))
+        vectors = idx.reconstruct_n(0, idx.ntotal) if idx.ntotal else np.zeros((0, manifest.dimension), np.float32)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(f"index in {str(folder)!r} cannot be read ({exc}): rebuild with `qa index build`") from exc
-    counts = (len(docs), len(passages), len(sentences), len(vectors[0]), len(vectors[1]))
-    expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.passages, manifest.sentences)
+    counts = (len(docs), len(passages), len(sentences), len(vectors))
+    expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.passages)
     if counts != expected:
         raise IndexCorrupt(
             f"index contents {counts} disagree with its manifest {expected}: rebuild with `qa index build`"
         )
     if any(p.sentence_ids and not all(0 <= i < len(sentences) for i in p.sentence_ids) for p in passages):
         raise IndexCorrupt("passages refer to sentences that do not exist: rebuild with `qa index build`")
-    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors[0]), np.asarray(vectors[1]))
+    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors))
 
 
 def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str) -> str:
@@ -365,12 +358,10 @@ def update_index(
     passages: list[Passage] = []
     sentences: list[Sentence] = []
     p_rows: list[int] = []
-    s_rows: list[int] = []
     for doc in kept_docs:
         sentence_map = {}
         for s in (s for s in data.sentences if s.doc_id == doc.doc_id):
             sentence_map[s.sentence_id] = len(sentences)
-            s_rows.append(s.sentence_id)
             sentences.append(Sentence(len(sentences), s.doc_id, s.start, s.end, s.text))
         for p in (p for p in data.passages if p.doc_id == doc.doc_id):
             p_rows.append(p.passage_id)
@@ -379,7 +370,6 @@ def update_index(
             )
     dim = data.manifest.dimension
     passage_vectors = [data.passage_vectors[p_rows]] if p_rows else [np.zeros((0, dim), np.float32)]
-    sentence_vectors = [data.sentence_vectors[s_rows]] if s_rows else [np.zeros((0, dim), np.float32)]
     docs = kept_docs
     if upsert is not None:
         new = build_index([upsert], embedder, chunking=chunking)
@@ -392,14 +382,12 @@ def update_index(
             for p in new.passages
         ]
         passage_vectors.append(new.passage_vectors)
-        sentence_vectors.append(new.sentence_vectors)
         docs = [*kept_docs, upsert]
     return _assemble(
         docs,
         passages,
         sentences,
         np.concatenate(passage_vectors).astype(np.float32),
-        np.concatenate(sentence_vectors).astype(np.float32),
         data.manifest.embedding_model,
         dim,
         chunking,

@@ -40,10 +40,8 @@ class Retriever:
         self.embedder = embedder
         self.candidates = candidates
         self.passage_index = faiss.IndexFlatIP(data.manifest.dimension)
-        self.sentence_index = faiss.IndexFlatIP(data.manifest.dimension)
         if len(data.passage_vectors):
             self.passage_index.add(np.ascontiguousarray(data.passage_vectors))
-            self.sentence_index.add(np.ascontiguousarray(data.sentence_vectors))
         passage_tokens = [content_terms(p.text) or ["\x00empty"] for p in data.passages]
         self.bm25 = bm25s.BM25()
         if passage_tokens:
@@ -84,13 +82,6 @@ class Retriever:
             Hit(self.data.passages[pid], fused[pid], dense_by_id[pid], dense_rank.get(pid, 0), lexical_rank.get(pid, 0))
             for pid in ordered
         ]
-
-    def nearest_sentences(self, query_vector: np.ndarray, k: int) -> list[int]:
-        k = min(k, len(self.data.sentences))
-        if k == 0:
-            return []
-        _, ids = self.sentence_index.search(query_vector.reshape(1, -1), k)
-        return [int(i) for i in ids[0] if i >= 0]
 
     def correct(self, question: str) -> str:
         """Replace words unknown to the corpus by a word one edit away ("savngs" -> "savings").

@@ -78,3 +78,28 @@ def test_old_versions_are_pruned(tmp_path, tiny_docs, embedder):
     for _ in range(4):
         save_index(build_index(tiny_docs, embedder), tmp_path)
     assert len(list((tmp_path / "versions").iterdir())) <= 2
+
+
+def test_an_index_of_the_previous_format_is_stale_and_refused(tmp_path, tiny_docs, embedder):
+    """Format 1 also embedded every sentence (sentences.faiss); format 2 embeds passages only."""
+    save_index(build_index(tiny_docs, embedder), tmp_path)
+    folder = current_version(tmp_path)
+    assert not (folder / "sentences.faiss").exists()
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 1}))
+    assert index_state(tmp_path, tiny_docs, embedder.model_id) == "stale"
+    with pytest.raises(IndexMismatch, match="format version is 1.*rebuild"):
+        load_index(tmp_path, embedder)
+
+
+def test_only_passages_are_embedded(tiny_docs):
+    class Counting(HashingEmbedder):
+        texts = 0
+
+        def embed(self, texts):
+            Counting.texts += len(texts)
+            return super().embed(texts)
+
+    data = build_index(tiny_docs, Counting(64))
+    assert Counting.texts == len(data.passages) < len(data.passages) + len(data.sentences)

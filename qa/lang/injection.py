@@ -1,15 +1,13 @@
 """Recognising sentences that address an AI with instructions (prompt injection inside documents).
 
-Such a sentence is still text of the article and may be quoted when a question is about it, but it is
-never evidence for anything else: ranking multiplies its score by ``INSTRUCTION_PENALTY`` and it is
-never put into the generator's prompt.
+Such a sentence is still text of the article, but it is never evidence: the pipeline blanks it before
+the reader reads a passage (so no span comes from it or reaches across it), and it is never put into
+the generator's prompt.
 """
 
 from __future__ import annotations
 
 import re
-
-INSTRUCTION_PENALTY = 0.3
 
 _PATTERNS = [
     r"\bignore (?:all |any |the )*(?:previous|prior|above|earlier|preceding|other) (?:instructions?|prompts?|messages?|rules)\b",
