@@ -34,7 +34,7 @@ def chart(data: dict, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [c["name"] for c in data["candidates"]]
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4.8))
     x = range(len(names))
     ax[0].bar(x, [c["squad"]["loao_f1"] for c in data["candidates"]], color="tab:blue")
     ax[0].set(title="SQuAD held-out F1 (leave-one-article-out)", ylim=(50, 66))
@@ -45,7 +45,7 @@ def chart(data: dict, png: Path) -> None:
         a.set(title=title, ylim=(0.2, 0.9) if key == "correctness" else (0.5, 0.9))
         a.legend(fontsize=8)
     for a in ax:
-        a.set_xticks(list(x), names, rotation=15, fontsize=8)
+        a.set_xticks(list(x), names, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)

@@ -203,3 +203,29 @@ def test_word_neighbours_skip_inflections_and_flipped_qualifiers():
     )
     got = word_neighbours(Tok(), emb, {"postponed", "first"}, k=2)
     assert got == {"postponed": ["delayed", "cancelled"]}  # not "postpone", "##ed", "last"; "first" is a qualifier
+
+
+def test_a_soup_averages_checkpoints_into_a_folder_export_reads(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from qa.reader.soup import average, soup
+
+    runs = []
+    for i, value in enumerate((0.0, 2.0, 4.0)):
+        final = tmp_path / f"run{i}" / "final"
+        final.mkdir(parents=True)
+        save_file(
+            {"w": torch.full((2,), value), "b": torch.tensor([i], dtype=torch.float16)},
+            str(final / "model.safetensors"),
+        )
+        (final / "config.json").write_text("{}")
+        (final.parent / "train_log.jsonl").write_text('{"step": 1, "epoch": 1.0, "loss": 1.0}\n')
+        runs.append(final)
+    out = soup(runs, tmp_path / "soup")
+    got = load_file(str(out / "model.safetensors"))
+    assert torch.equal(got["w"], torch.full((2,), 2.0)) and got["b"].dtype == torch.float16 and got["b"].item() == 1.0
+    assert (out / "config.json").is_file() and (out.parent / "train_log.jsonl").is_file()
+    assert json.loads((out.parent / "train_meta.json").read_text())["soup_of"][2].endswith("run2/final")
+    with pytest.raises(ValueError, match="same tensors"):
+        average([{"w": torch.zeros(1)}, {"v": torch.zeros(1)}])
