@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     generator_path: Path | None = Field(None, description="model directory for generator=local")
     generator_runtime: Literal["ctranslate2", "openvino", "transformers"] = Field(
         "ctranslate2",
-        description="runtime of the packaged generator; openvino is 1.85x faster but needs ~1.2 GB more memory "
-        "(eval/decoders.py, README Speed)",
+        description="runtime of the packaged generator; openvino batches faster, is slower alone and needs "
+        "~1.2 GB more memory (eval/decoders.py, README Speed)",
     )
     generator_compute: Literal["float32", "bf16", "int8"] = Field(
         "float32",

@@ -85,3 +85,17 @@ def test_cuda_without_a_gpu_is_a_clear_not_ready_reason(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ModelNotFound, match="QA_DEVICE=cuda .* no CUDA device"):
         Pipeline.from_settings(Settings(device="cuda", generator="none"))
+
+
+@pytest.mark.parametrize("entry", ["qa.cli", "qa.pipeline", "index.store", "api.app", "eval.cli"])
+def test_ctranslate2_loads_before_torch_from_every_entry(entry):
+    """Loaded after torch, CTranslate2 shares torch's OpenMP runtime and decodes 2x slower (qa/__init__.py)."""
+    import subprocess
+    import sys
+
+    probe = (
+        f"import sys, {entry}; import torch; order = list(sys.modules); "
+        "print(order.index('ctranslate2') < order.index('torch'))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "True"
