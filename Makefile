@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast browser index bench bench-decoders loadtest eval eval-baseline squad squad-generator squad-reader calibrate train-reader lint clean
+.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling loadtest eval eval-baseline squad squad-generator squad-reader calibrate train-reader lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: index
 bench-decoders: index
 	$(PY) -m eval.decoders --out eval/baseline
 
+# The most answers/s this machine's arithmetic allows: the FLOPs of each seed question (torch's flop
+# counter) over the best float32 multiply rate of its cores, beside one client's measured answers/s.
+bench-ceiling: index
+	$(PY) -m eval.ceiling --measured $${MEASURED:-3.3}
+
 loadtest: index
 	$(PY) -m eval.loadtest
 
@@ -67,9 +72,9 @@ squad: $(STAMP)
 	$(PY) -m qa.cli eval squad $(SQUAD_DEV) --generator none --json eval/out/squad.json
 
 # The whole file (trained-on articles too; the held-out scores are printed apart) with the generator
-# phrasing every answer, 32 questions a batch: ~7 min on 2 cores. OpenVINO, because a one-off run has
+# phrasing every answer, 32 questions a batch: ~6 min on 2 cores. OpenVINO, because a one-off run has
 # memory to spare (the server defaults to CTranslate2: README Speed); QA_GENERATOR_RUNTIME=ctranslate2
-# gives the same answers in ~10 min (11 min 48 s measured at 8 a batch; 32 a batch was 17% faster on 400 questions).
+# gives the same 2,805 answers in ~7 min (6 min 46 s measured).
 squad-generator: $(STAMP)
 	QA_GENERATOR_RUNTIME=$${QA_GENERATOR_RUNTIME:-openvino} $(PY) -m qa.cli eval squad $(SQUAD_DEV) --include-trained \
 	  --batch-size 32 --json eval/out/squad-generator.json
