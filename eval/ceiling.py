@@ -75,7 +75,7 @@ def flops_per_answer(questions: Sequence[tuple[str, list]]) -> tuple[list[float]
     head, _ = split_system_turn(generator.tokenizer, build_messages("q", "a", "s"), {})
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        generator._model(torch.tensor([head]))
+        generator.model(torch.tensor([head]))
     system = counter.get_total_flops() / 1e9
     gflop, modes = [], []
     for question, history in questions:

@@ -364,6 +364,10 @@ class TransformersGenerator:
     def tokenizer(self):  # noqa: ANN201 - the Hugging Face tokenizer once warmed up, for token counts
         return self._tokenizer
 
+    @property
+    def model(self):  # noqa: ANN201 - the causal LM once warmed up (eval/ceiling.py counts its FLOPs)
+        return self._model
+
     def generate(
         self, messages: Sequence[Message], *, max_new_tokens: int, should_stop: StopCheck | None = None
     ) -> str:
