@@ -68,7 +68,6 @@ def export(
         "heldout_articles": meta.get("heldout_articles", []),
         "training": {k: v for k, v in meta.items() if k not in ("dev_trained_articles", "heldout_articles")},
     }
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     stages = [*after, checkpoint.parent]
     lines, offset = [], 0.0
     for stage in stages:
