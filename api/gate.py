@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from api.errors import APIError
 from qa.errors import Cancelled, DeadlineExceeded
+from qa.memory import trim_heap
 from qa.pipeline import Job, Pipeline
 from qa.types import Answer
 
@@ -152,6 +153,15 @@ class AnswerGate:
     async def _work(self) -> None:
         """The model worker: batches of waiting requests, one batch at a time, until none wait."""
         loop = asyncio.get_running_loop()
+        while True:
+            await self._run_batches(loop)
+            # The queue ran empty: give the batches' freed buffers back to the OS, then stop unless a
+            # request arrived meanwhile (submit() starts no second worker while this one runs).
+            await loop.run_in_executor(None, trim_heap)
+            if not self._pending:
+                break
+
+    async def _run_batches(self, loop: asyncio.AbstractEventLoop) -> None:
         idle = True
         while self._pending:
             if idle and self.batch_window_s > 0 and len(self._pending) < self.max_batch:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import resource
+import sys
 import time
 import uuid
 
@@ -47,6 +49,11 @@ class Metrics:
             "qa_stage_seconds", "Pipeline stage latency", ["stage"], buckets=_LATENCY_BUCKETS, registry=self.registry
         )
         self.answers = Counter("qa_answers", "Answers by mode", ["mode"], registry=self.registry)
+        Gauge(
+            "qa_process_peak_resident_memory_bytes",
+            "The most resident memory the server has held since it started (its RSS high-water mark)",
+            registry=self.registry,
+        ).set_function(_peak_rss_bytes)
         for mode in ("generated", "extractive", "abstained"):
             self.answers.labels(mode)
 
@@ -57,6 +64,11 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _peak_rss_bytes() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
 
 class JsonFormatter(logging.Formatter):

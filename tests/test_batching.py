@@ -85,3 +85,30 @@ def test_max_batch_bounds_a_batch(tiny_pipeline, tmp_path, monkeypatch):
         replies = list(pool.map(lambda q: httpx.post(f"{base}/v1/ask", json={"question": q}, timeout=30), QUESTIONS))
     assert all(r.status_code == 200 for r in replies)
     assert sum(sizes) == 4 and max(sizes) <= 2
+
+
+def test_the_worker_gives_memory_back_when_idle_and_a_request_queued_meanwhile_is_answered(
+    tiny_pipeline, tmp_path, monkeypatch
+):
+    import api.gate
+
+    seen_waiting: list[int] = []
+    app = create_app(Settings(source_dir=tmp_path / "s", index_dir=tmp_path / "i"), pipeline=tiny_pipeline)
+
+    def slow_trim() -> bool:  # the first trim lasts until the next request has queued behind it
+        if not seen_waiting:
+            for _ in range(500):
+                if app.state.gate.waiting:
+                    break
+                threading.Event().wait(0.01)
+        seen_waiting.append(app.state.gate.waiting)
+        return True
+
+    monkeypatch.setattr(api.gate, "trim_heap", slow_trim)
+    with live_server(app) as base:
+        first = httpx.post(f"{base}/v1/ask", json={"question": QUESTIONS[0]}, timeout=30)
+        second = httpx.post(f"{base}/v1/ask", json={"question": QUESTIONS[1]}, timeout=30)
+    assert first.status_code == 200 and first.json()["answer"].startswith("12")
+    assert second.status_code == 200 and second.json()["answer"].startswith("£2.5")
+    assert seen_waiting[0] == 1  # the second request queued while the idle worker was trimming
+    assert len(seen_waiting) == 2  # and once more after it was answered
