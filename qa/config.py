@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:  # only a type here: the command line lives above this module
+    import argparse
 
 
 def _default_cache() -> Path:
