@@ -229,3 +229,22 @@ def test_a_soup_averages_checkpoints_into_a_folder_export_reads(tmp_path):
     assert json.loads((out.parent / "train_meta.json").read_text())["soup_of"][2].endswith("run2/final")
     with pytest.raises(ValueError, match="same tensors"):
         average([{"w": torch.zeros(1)}, {"v": torch.zeros(1)}])
+
+
+def test_passage_windows_are_index_passages_with_the_answer_and_without_it():
+    import random
+
+    from qa.reader.train import Example, passage_windows
+
+    context = (
+        "The council met on Monday. It agreed a budget of £2.5bn for the year. The mayor welcomed it. "
+        "Critics said the libraries were forgotten. The council runs 12 libraries. A review is due in May."
+    )
+    ex = Example("q1", "Council", context, "What budget did the council agree?", [("£2.5bn", context.index("£2.5bn"))])
+    out = passage_windows([[ex, Example("q2", "Council", context, "Who left?", [])]], random.Random(0), rate=1.0)
+    assert [e.qid for e in out] == ["q1-window", "q1-window-empty"]  # the unanswerable q2 gives none
+    hit, empty = out
+    assert len(hit.context) < len(context) and hit.context in context and empty.context in context
+    ((text, start),) = hit.answers
+    assert hit.context[start : start + len(text)] == "£2.5bn"
+    assert not empty.answers and "£2.5bn" not in empty.context
