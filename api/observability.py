@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import resource
-import sys
 import time
 import uuid
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, process_collector
+
+from qa.memory import peak_rss_bytes
 
 log = logging.getLogger("api.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -53,7 +53,7 @@ class Metrics:
             "qa_process_peak_resident_memory_bytes",
             "The most resident memory the server has held since it started (its RSS high-water mark)",
             registry=self.registry,
-        ).set_function(_peak_rss_bytes)
+        ).set_function(peak_rss_bytes)
         for mode in ("generated", "extractive", "abstained"):
             self.answers.labels(mode)
 
@@ -64,11 +64,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def _peak_rss_bytes() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
 
 class JsonFormatter(logging.Formatter):

@@ -6,7 +6,6 @@ Prints medians of several runs and same-run ratios against baselines; asserts no
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 from eval.metrics import percentile
+from qa.memory import peak_rss_bytes
 
 QUESTIONS = [
     "How much is CSC saving?",
@@ -32,10 +32,6 @@ QUESTIONS = [
     "What was CSC's revenue in 2011?",
     "Write a poem about the NHS",
 ]
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -207,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  complete                 p50 {percentile(done, 0.5):7.1f} ms  p95 {percentile(done, 0.95):7.1f} ms")
 
-    print(f"\npeak RSS        {peak_rss_mib():.0f} MiB")
+    print(f"\npeak RSS        {peak_rss_bytes() / 2**20:.0f} MiB")
     return 0
 
 

@@ -42,10 +42,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rss_mib(base: str, metric: str = "process_resident_memory_bytes") -> float:
+def _rss_mib(base: str) -> tuple[float, float]:
+    """The server's (resident, peak resident) memory in MiB, from one read of ``/metrics``."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    m = re.search(rf"^{metric} ([0-9.e+]+)$", text, re.M)
-    return float(m.group(1)) / 2**20 if m else float("nan")
+
+    def mib(metric: str) -> float:
+        m = re.search(rf"^{metric} ([0-9.e+]+)$", text, re.M)
+        return float(m.group(1)) / 2**20 if m else float("nan")
+
+    return mib("process_resident_memory_bytes"), mib("qa_process_peak_resident_memory_bytes")
 
 
 def _mean_batch(base: str) -> float:
@@ -145,13 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(mean batch so far {_mean_batch(base):.2f} requests)\n"
         )
         time.sleep(0.5)  # RSS is read idle: the worker gives freed memory back once its queue is empty
-        rss_before = _rss_mib(base)
+        rss_before, _ = _rss_mib(base)
         t = time.perf_counter()
         results = asyncio.run(_drive(base, args.requests, args.concurrency, args.max_seconds))
         elapsed = time.perf_counter() - t
         time.sleep(0.5)
-        rss_after = _rss_mib(base)
-        rss_peak = _rss_mib(base, "qa_process_peak_resident_memory_bytes")
+        rss_after, rss_peak = _rss_mib(base)
         health = [httpx.get(f"{base}/healthz").elapsed.total_seconds() * 1000 for _ in range(5)]
     finally:
         if proc is not None:

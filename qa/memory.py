@@ -4,7 +4,7 @@ A batch of answers allocates a few hundred MB of short-lived buffers (the reader
 generator's key/value cache); glibc's malloc keeps the freed pages in its arenas, so the process's RSS
 stays at its high-water mark long after the batch. ``malloc_trim(0)`` returns them. The model worker
 calls it when its queue runs empty, so an idle server sits at its working set, not its peak
-(measured in ``make loadtest``: idle server RSS 1475 MiB -> 1217 MiB).
+(measured in ``make loadtest``: idle server RSS 1482–1524 MiB -> 1200–1217 MiB).
 
 Example::
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import resource
+import sys
 
 
 @functools.cache
@@ -35,3 +37,9 @@ def trim_heap() -> bool:
         return False
     trim(0)
     return True
+
+
+def peak_rss_bytes() -> int:
+    """The most resident memory this process has held since it started (its RSS high-water mark)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux

@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from qa.memory import trim_heap
+from qa.memory import peak_rss_bytes, trim_heap
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -21,3 +21,11 @@ def test_trim_heap_returns_freed_pages_on_glibc():
     before = rss_kib()
     assert trim_heap() is True
     assert before - rss_kib() > 64 * 1024  # over 64 MiB given back
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc")
+def test_peak_rss_is_in_bytes_and_at_least_the_current_rss():
+    with open("/proc/self/status") as f:
+        status = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.startswith(("VmRSS", "VmHWM"))}
+    peak = peak_rss_bytes()
+    assert status["VmRSS"] <= peak <= 2 * status["VmHWM"]
