@@ -37,13 +37,15 @@ def chart(data: dict, png: Path) -> None:
     fig, ax = plt.subplots(1, 3, figsize=(14, 4.8))
     x = range(len(names))
     ax[0].bar(x, [c["squad"]["loao_f1"] for c in data["candidates"]], color="tab:blue")
+    ax[0].axhline(60, ls="--", color="grey", lw=1, label="issue target (60)")
     ax[0].set(title="SQuAD held-out F1 (leave-one-article-out)", ylim=(50, 66))
+    ax[0].legend(fontsize=8, loc="upper right")
     for key, a, title in (("correctness", ax[1], "news correctness"), ("margin_auc", ax[2], "news margin AUC")):
         width = 0.8 / len(SETS)
         for i, s in enumerate(SETS):
             a.bar([j + (i - 1) * width for j in x], [c[s][key] for c in data["candidates"]], width, label=s)
-        a.set(title=title, ylim=(0.2, 0.9) if key == "correctness" else (0.5, 0.9))
-        a.legend(fontsize=8)
+        a.set(title=title, ylim=(0.2, 1.0) if key == "correctness" else (0.5, 1.0))
+        a.legend(fontsize=8, ncol=3, loc="upper left")
     for a in ax:
         a.set_xticks(list(x), names, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
     fig.tight_layout()

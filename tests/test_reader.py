@@ -231,6 +231,27 @@ def test_a_soup_averages_checkpoints_into_a_folder_export_reads(tmp_path):
         average([{"w": torch.zeros(1)}, {"v": torch.zeros(1)}])
 
 
+def test_a_soup_moved_toward_the_base_keeps_the_fresh_head(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from qa.reader.soup import soup, toward
+
+    final = tmp_path / "run" / "final"
+    final.mkdir(parents=True)
+    save_file(
+        {"bert.w": torch.tensor([2.0, 4.0]), "qa_outputs.weight": torch.tensor([1.0])}, str(final / "model.safetensors")
+    )
+    base = {"bert.w": torch.zeros(2), "qa_outputs.weight": torch.tensor([9.0])}  # a random head in the base
+    out = soup([final], tmp_path / "wise", base_weight=0.25, base=base)
+    got = load_file(str(out / "model.safetensors"))
+    assert torch.allclose(got["bert.w"], torch.tensor([1.5, 3.0])) and got["qa_outputs.weight"].item() == 1.0
+    assert json.loads((out.parent / "train_meta.json").read_text())["base_weight"] == 0.25
+    assert torch.equal(toward({"w": torch.ones(2)}, {"w": torch.ones(3)}, 0.5)["w"], torch.ones(2))  # shape differs
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        toward({}, {}, 1.5)
+
+
 def test_passage_windows_are_index_passages_with_the_answer_and_without_it():
     import random
 
@@ -248,3 +269,28 @@ def test_passage_windows_are_index_passages_with_the_answer_and_without_it():
     ((text, start),) = hit.answers
     assert hit.context[start : start + len(text)] == "£2.5bn"
     assert not empty.answers and "£2.5bn" not in empty.context
+
+
+def test_layer_decay_gives_lower_layers_smaller_learning_rates():
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from qa.reader.train import param_groups
+
+    model = BertForQuestionAnswering(
+        BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=3, num_attention_heads=2, intermediate_size=16)
+    )
+    for p in model.bert.embeddings.parameters():
+        p.requires_grad = False
+
+    def lr_of(groups, param):
+        return next(g["lr"] for g in groups if any(p is param for p in g["params"]))
+
+    groups = param_groups(model, 1.0, 0.5)
+    layers = model.bert.encoder.layer
+    assert lr_of(groups, model.qa_outputs.weight) == 1.0
+    assert [lr_of(groups, layers[i].output.dense.weight) for i in range(3)] == [0.25, 0.5, 1.0]
+    assert all(g["weight_decay"] == 0.0 for g in groups if any(p.ndim == 1 for p in g["params"]))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert sum(len(g["params"]) for g in groups) == len(trainable)  # every trainable one once, no embeddings
+    flat = param_groups(model, 1.0)
+    assert len(flat) == 2 and {g["lr"] for g in flat} == {1.0}
