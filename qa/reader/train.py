@@ -417,13 +417,13 @@ def encode(tokenizer, examples: list[Example], max_length: int, stride: int, *, 
 
 
 def param_groups(model, lr: float, layer_decay: float = 1.0, weight_decay: float = 0.01) -> list[dict]:  # noqa: ANN001
-    """AdamW groups for the trainable parameters: layer ``i`` of ``L`` learns at ``lr * layer_decay**(L - i)``.
+    """AdamW groups for the trainable parameters: layer ``i`` of ``L`` learns at ``lr * layer_decay**(L-1-i)``.
 
     Layer-wise learning-rate decay (ULMFiT, ELECTRA) moves the lower layers, which hold most of what the
     base learnt, less than the top ones and the head. Matrices are decayed, biases and norms not.
 
     Example: with 6 layers and ``layer_decay=0.5`` the head and layer 5 learn at ``lr``, layer 4 at
-    ``lr / 2``, layer 0 at ``lr / 64``; ``layer_decay=1.0`` gives everything ``lr`` (two groups).
+    ``lr / 2``, layer 0 at ``lr / 32``; ``layer_decay=1.0`` gives everything ``lr`` (two groups).
     """
     n_layers = model.config.num_hidden_layers
     groups: dict[tuple[float, float], list] = {}
