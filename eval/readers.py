@@ -138,6 +138,7 @@ def measure_reading(encoder: str, quant: str, batches: list) -> dict:
 
     from index.embedder import packaged_embedder_path
     from qa.memory import peak_rss_bytes, trim_heap
+    from qa.reader.reader import encode_windows
 
     torch.set_num_threads(2)
     before = _rss()
@@ -152,8 +153,7 @@ def measure_reading(encoder: str, quant: str, batches: list) -> dict:
     bert = model.config.model_type == "bert"
 
     def read(question: str, passages: list[str]) -> None:
-        enc = tokenizer([question] * len(passages), passages, truncation="only_second", max_length=384,
-                        stride=128, return_overflowing_tokens=True, padding=True, return_tensors="pt")  # fmt: skip
+        enc = encode_windows(tokenizer, [question] * len(passages), passages, max_length=384, stride=128)
         keys = ("input_ids", "attention_mask", "token_type_ids") if bert else ("input_ids", "attention_mask")
         with torch.inference_mode():
             model(**{k: enc[k] for k in keys})
@@ -200,6 +200,9 @@ def measure_training(encoder: str, lora: bool, steps: int = 6) -> dict:
     """Training examples/s on real ``make train-reader`` windows, batches of 32 grouped by length."""
     import random
 
+    from transformers import AutoTokenizer
+
+    from index.embedder import packaged_embedder_path
     from qa.reader import train as T
 
     torch.set_num_threads(2)
@@ -209,10 +212,6 @@ def measure_training(encoder: str, lora: bool, steps: int = 6) -> dict:
     else:
         for name, p in model.named_parameters():
             p.requires_grad = ".embeddings." not in name
-    from transformers import AutoTokenizer
-
-    from index.embedder import packaged_embedder_path
-
     tokenizer = AutoTokenizer.from_pretrained(str(packaged_embedder_path()))
     rng = random.Random(13)
     examples = [e for a in T.load_squad(T.TRAIN_FILE) for e in a]

@@ -160,17 +160,7 @@ class TransformerReader:
         texts = [p for _, passages in items for p in passages]
         if not texts:
             return [[] for _ in items]
-        enc = self._tokenizer(
-            questions,
-            texts,
-            truncation="only_second",
-            max_length=self.max_length,
-            stride=self.stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=True,
-            return_tensors="pt",
-        )
+        enc = encode_windows(self._tokenizer, questions, texts, max_length=self.max_length, stride=self.stride)
         owner = enc["overflow_to_sample_mapping"].tolist()
         starts, ends = [], []
         with torch.inference_mode():
@@ -186,6 +176,22 @@ class TransformerReader:
         windows = ((p, start_logits[w], end_logits[w], _context_offsets(enc, w)) for w, p in enumerate(owner))
         flat = readings_from_windows(windows, texts, max_answer_tokens=self.max_answer_tokens)
         return _per_question(flat, [len(passages) for _, passages in items])
+
+
+def encode_windows(tokenizer, questions: Sequence[str], texts: Sequence[str], *, max_length: int, stride: int):  # noqa: ANN001, ANN201
+    """(question, text) pairs as padded windows of at most ``max_length`` tokens, ``stride`` overlapping,
+    with each window's owner (``overflow_to_sample_mapping``) and character offsets, as torch tensors."""
+    return tokenizer(
+        list(questions),
+        list(texts),
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=True,
+        return_tensors="pt",
+    )
 
 
 def _per_question(flat: Sequence[Reading], sizes: Sequence[int]) -> list[list[Reading]]:
