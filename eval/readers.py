@@ -138,7 +138,7 @@ def measure_reading(encoder: str, quant: str, batches: list) -> dict:
 
     from index.embedder import packaged_embedder_path
     from qa.memory import peak_rss_bytes, trim_heap
-    from qa.reader.reader import encode_windows
+    from qa.reader.reader import TransformerReader, encode_windows
 
     torch.set_num_threads(2)
     before = _rss()
@@ -151,9 +151,11 @@ def measure_reading(encoder: str, quant: str, batches: list) -> dict:
     trim_heap()  # quantising frees the fp32 Linear weights; count what the model keeps
     loaded = _rss()
     bert = model.config.model_type == "bert"
+    shipped = TransformerReader()  # its settings only (nothing loads): both models read the windows it reads
+    window = {"max_length": shipped.max_length, "stride": shipped.stride}
 
     def read(question: str, passages: list[str]) -> None:
-        enc = encode_windows(tokenizer, [question] * len(passages), passages, max_length=384, stride=128)
+        enc = encode_windows(tokenizer, [question] * len(passages), passages, **window)
         keys = ("input_ids", "attention_mask", "token_type_ids") if bert else ("input_ids", "attention_mask")
         with torch.inference_mode():
             model(**{k: enc[k] for k in keys})
@@ -204,6 +206,7 @@ def measure_training(encoder: str, lora: bool, steps: int = 6) -> dict:
 
     from index.embedder import packaged_embedder_path
     from qa.reader import train as T
+    from qa.reader.reader import TransformerReader
 
     torch.set_num_threads(2)
     model = build(encoder).train()
@@ -215,7 +218,8 @@ def measure_training(encoder: str, lora: bool, steps: int = 6) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(str(packaged_embedder_path()))
     rng = random.Random(13)
     examples = [e for a in T.load_squad(T.TRAIN_FILE) for e in a]
-    feats = T.encode(tokenizer, rng.sample(examples, 32 * 50), 384, 128, train=True)
+    shipped = TransformerReader()  # its settings only: the windows it was trained on
+    feats = T.encode(tokenizer, rng.sample(examples, 32 * 50), shipped.max_length, shipped.stride, train=True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
     seen, elapsed = 0, 0.0
