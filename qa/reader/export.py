@@ -4,9 +4,14 @@ Writes ``reader-delta.safetensors`` (the six encoder layers and the QA head; the
 from the packaged embedder at load time), ``reader.json`` (window settings, sha256, which validation
 articles were trained on, the no-answer margin) and ``training.png`` (loss and validation F1).
 
+``--member FILE`` instead adds the checkpoint to the reader already in ``--out`` as one more member, its
+overlay written as FILE and its logits averaged with the others' (a logit ensemble, measured and not
+shipped: ``eval/README.md``); re-calibrate the margin after.
+
 Example::
 
     python -m qa.reader.export .train/reader-stage2/final --after .train/reader --out qa/reader/model
+    python -m qa.reader.export .train/reader-stage3/final --member reader-delta-b.safetensors
 """
 
 from __future__ import annotations
@@ -31,23 +36,9 @@ def export(
     name: str = "newsqa-reader-minilm-l6",
 ) -> dict:
     """Write the shipped files from ``checkpoint``; ``after``: the runs it continued, first first (for the log)."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from index.embedder import packaged_embedder_path
-
-    trained = load_file(str(checkpoint / "model.safetensors"))
-    base = load_file(str(packaged_embedder_path() / "model.safetensors"))
-    delta = {}
-    for key, tensor in trained.items():
-        base_key = key.removeprefix("bert.")
-        if base_key in base and base[base_key].shape == tensor.shape and torch.equal(base[base_key], tensor):
-            continue  # frozen: identical to the packaged base
-        delta[key] = tensor.to(torch.float16).contiguous()
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_FILE
-    # One metadata key: safetensors writes several in hash-map order, so the file (and its sha256) would vary.
-    save_file(delta, str(weights), metadata={"base": f"{BASE_ID}; fp16 overlay"})
+    delta = write_delta(checkpoint, weights)
     meta_path = checkpoint.parent / "train_meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     previous = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8")) if (out / CONFIG_FILE).is_file() else {}
@@ -85,6 +76,44 @@ def export(
     return config
 
 
+def write_delta(checkpoint: Path, weights: Path) -> dict:
+    """Write the checkpoint's tensors that differ from the packaged base to ``weights`` (fp16); return them."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from index.embedder import packaged_embedder_path
+
+    trained = load_file(str(checkpoint / "model.safetensors"))
+    base = load_file(str(packaged_embedder_path() / "model.safetensors"))
+    delta = {}
+    for key, tensor in trained.items():
+        base_key = key.removeprefix("bert.")
+        if base_key in base and base[base_key].shape == tensor.shape and torch.equal(base[base_key], tensor):
+            continue  # frozen: identical to the packaged base
+        delta[key] = tensor.to(torch.float16).contiguous()
+    # One metadata key: safetensors writes several in hash-map order, so the file (and its sha256) would vary.
+    save_file(delta, str(weights), metadata={"base": f"{BASE_ID}; fp16 overlay"})
+    return delta
+
+
+def add_member(checkpoint: Path, out: Path, name: str) -> dict:
+    """Add ``checkpoint`` to the reader in ``out`` as one more member whose logits are averaged with the others'.
+
+    Writes its overlay as ``out/name`` and lists it under ``members`` in reader.json (the existing weights
+    first). The no-answer margin is left as it is: re-calibrate (``make calibrate``) before trusting it.
+    """
+    if name == WEIGHTS_FILE or "/" in name or not name.endswith(".safetensors"):
+        raise ValueError(f"a member needs its own .safetensors file name in {out.name}/, not {name!r}")
+    path = out / CONFIG_FILE
+    config = json.loads(path.read_text(encoding="utf-8"))
+    write_delta(checkpoint, out / name)
+    members = config.get("members") or [{"weights": WEIGHTS_FILE, "sha256": config["sha256"]}]
+    members = [m for m in members if m["weights"] != name] + [{"weights": name, "sha256": sha256_file(out / name)}]
+    config["members"] = members
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return config
+
+
 def plot_training(log: Path, png: Path) -> None:
     import matplotlib
 
@@ -118,7 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--after", type=Path, nargs="*", default=[], help="the training runs this checkpoint continued, in order"
     )
+    parser.add_argument(
+        "--member",
+        metavar="FILE",
+        help="add the checkpoint to the reader in --out as one more member (its overlay written as FILE), "
+        "its logits averaged with the others'; re-calibrate after",
+    )
     args = parser.parse_args(argv)
+    if args.member:
+        config = add_member(args.checkpoint, args.out, args.member)
+        print(
+            f"{args.member}: member {len(config['members'])} of the reader in {args.out.name}/; now run make calibrate"
+        )
+        return 0
     config = export(args.checkpoint, args.out, after=args.after)
     size = (args.out / WEIGHTS_FILE).stat().st_size / 1e6
     print(

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,6 +82,10 @@ class TransformerReader:
     ``quantize=True`` applies int8 dynamic quantisation to the Linear layers (see the model card for
     what it costs in F1 and saves in time). Windows of ``max_length`` tokens with ``stride`` overlap
     cover passages longer than one window.
+
+    reader.json may list several fine-tuned ``members`` (``python -m qa.reader.export --member``): each reads
+    every window and their start/end logits are averaged, a logit ensemble. They share the frozen
+    embeddings. What ships has one member; ensembles were measured and not shipped (``eval/README.md``).
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class TransformerReader:
         self.device = device
         self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({'int8' if self.quantize else 'fp32'})"
         self._model = None
+        self._models: list = []
         self._tokenizer = None
 
     def warm_up(self) -> None:
@@ -116,36 +122,51 @@ class TransformerReader:
 
         from index.embedder import packaged_embedder_path
 
-        weights = self.model_dir / WEIGHTS_FILE
-        if not weights.is_file():
-            raise ModelNotFound(f"reader weights {WEIGHTS_FILE!r} are missing from {self.model_dir.name}/")
-        expected = self.config.get("sha256")
-        if expected and sha256_file(weights) != expected:
-            raise ModelNotFound(f"reader weights {WEIGHTS_FILE!r} do not match the sha256 in {CONFIG_FILE}")
+        members = self.members()
+        for weights, expected in members:
+            if not weights.is_file():
+                raise ModelNotFound(f"reader weights {weights.name!r} are missing from {self.model_dir.name}/")
+            if expected and sha256_file(weights) != expected:
+                raise ModelNotFound(f"reader weights {weights.name!r} do not match the sha256 in {CONFIG_FILE}")
         base = packaged_embedder_path()
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the fresh QA head is reported as missing; the overlay supplies it
         try:
-            model = AutoModelForQuestionAnswering.from_pretrained(str(base), dtype=torch.float32)
+            packaged = AutoModelForQuestionAnswering.from_pretrained(str(base), dtype=torch.float32)
         finally:
             hf_logging.set_verbosity(verbosity)
-        delta = {k: v.float() for k, v in load_file(str(weights)).items()}
-        result = model.load_state_dict(delta, strict=False)
-        if result.unexpected_keys:
-            raise ModelNotFound(f"reader weights hold unknown tensors: {result.unexpected_keys[:3]}")
-        untouched = [k for k in result.missing_keys if not k.startswith("bert.embeddings.")]
-        if untouched:
-            raise ModelNotFound(f"reader weights lack trained tensors: {untouched[:3]}")
-        model.to(self.device).eval()
-        if self.quantize and self.device == "cpu":  # int8 dynamic quantisation is a CPU kernel
-            with warnings.catch_warnings():
-                # torch 2.10+ says eager-mode quantisation moves to torchao; it still works and torchao
-                # is not installed here. Measured in make bench / the model card.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        models = []
+        for n, (weights, _) in enumerate(members):
+            model = packaged if n == len(members) - 1 else copy.deepcopy(packaged)
+            delta = {k: v.float() for k, v in load_file(str(weights)).items()}
+            result = model.load_state_dict(delta, strict=False)
+            if result.unexpected_keys:
+                raise ModelNotFound(f"reader weights hold unknown tensors: {result.unexpected_keys[:3]}")
+            untouched = [k for k in result.missing_keys if not k.startswith("bert.embeddings.")]
+            if untouched:
+                raise ModelNotFound(f"reader weights lack trained tensors: {untouched[:3]}")
+            if models and not any(k.startswith("bert.embeddings.") for k in delta):
+                model.bert.embeddings = models[0].bert.embeddings  # frozen in training: the same tensors, held once
+            model.to(self.device).eval()
+            if self.quantize and self.device == "cpu":  # int8 dynamic quantisation is a CPU kernel
+                with warnings.catch_warnings():
+                    # torch 2.10+ says eager-mode quantisation moves to torchao; it still works and torchao
+                    # is not installed here. Measured in make bench / the model card.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.simplefilter("ignore", UserWarning)
+                    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            models.append(model)
+        self._models = models
         self._tokenizer = AutoTokenizer.from_pretrained(str(base))
-        self._model = model
+        self._model = models[0]
+
+    def members(self) -> list[tuple[Path, str | None]]:
+        """(weights file, expected sha256) of each fine-tuned model whose logits are averaged.
+
+        reader.json lists them under ``members``; a config with one ``weights``/``sha256`` is one member.
+        """
+        listed = self.config.get("members") or [{"weights": WEIGHTS_FILE, "sha256": self.config.get("sha256")}]
+        return [(self.model_dir / m["weights"], m.get("sha256")) for m in listed]
 
     def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
         return self.read_many([(question, passages)])[0]
@@ -165,13 +186,13 @@ class TransformerReader:
         starts, ends = [], []
         with torch.inference_mode():
             for b in range(0, len(owner), self.batch_size):
-                out = self._model(
-                    input_ids=enc["input_ids"][b : b + self.batch_size].to(self.device),
-                    token_type_ids=enc["token_type_ids"][b : b + self.batch_size].to(self.device),
-                    attention_mask=enc["attention_mask"][b : b + self.batch_size].to(self.device),
-                )
-                starts.append(out.start_logits.float().cpu().numpy())
-                ends.append(out.end_logits.float().cpu().numpy())
+                batch = {
+                    key: enc[key][b : b + self.batch_size].to(self.device)
+                    for key in ("input_ids", "token_type_ids", "attention_mask")
+                }
+                outs = [model(**batch) for model in self._models]
+                starts.append(np.mean([o.start_logits.float().cpu().numpy() for o in outs], axis=0))
+                ends.append(np.mean([o.end_logits.float().cpu().numpy() for o in outs], axis=0))
         start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
         windows = ((p, start_logits[w], end_logits[w], _context_offsets(enc, w)) for w, p in enumerate(owner))
         flat = readings_from_windows(windows, texts, max_answer_tokens=self.max_answer_tokens)

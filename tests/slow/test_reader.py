@@ -79,3 +79,38 @@ def test_int8_reader_agrees_on_the_easy_spans(reader):
     int8 = TransformerReader(quantize=True)
     for question, text in (("How long is the crossing?", FERRY), ("Who is the chief librarian?", LIBRARY)):
         assert int8.read(question, [text])[0].span == reader.read(question, [text])[0].span
+
+
+def test_a_second_member_is_averaged_in_and_checked(reader, tmp_path):
+    import copy
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from qa.errors import ModelNotFound
+    from qa.reader.export import add_member
+    from qa.reader.reader import MODEL_DIR
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, model_dir)
+    checkpoint = tmp_path / "tripled"
+    tripled = copy.deepcopy(reader._model)  # the shipped reader with its head's logits three times as large
+    with torch.no_grad():
+        tripled.qa_outputs.weight.mul_(3)
+        tripled.qa_outputs.bias.mul_(3)
+    tripled.save_pretrained(checkpoint)
+    config = add_member(checkpoint, model_dir, "reader-delta-b.safetensors")
+    assert [m["weights"] for m in config["members"]] == ["reader-delta.safetensors", "reader-delta-b.safetensors"]
+    pair = TransformerReader(model_dir)
+    pair.warm_up()
+    assert len(pair._models) == 2 and pair._models[1].bert.embeddings is pair._models[0].bert.embeddings
+    question, texts = "How much will a return ticket cost?", [FERRY, LIBRARY]
+    for one, two in zip(reader.read(question, texts), pair.read(question, texts), strict=True):
+        # the mean of x and 3x logits is 2x: the same span, twice the margin (within fp16 rounding)
+        assert one.span == two.span and np.isclose(2 * one.margin, two.margin, rtol=0.02, atol=0.05)
+    (model_dir / "reader-delta-b.safetensors").write_bytes(b"not the weights")
+    with pytest.raises(ModelNotFound, match="reader-delta-b.safetensors.*sha256"):
+        TransformerReader(model_dir).warm_up()
+    with pytest.raises(ValueError, match="own .safetensors"):
+        add_member(checkpoint, model_dir, "reader-delta.safetensors")
