@@ -107,13 +107,12 @@ class TransformerReader:
         self.batch_size = batch_size
         self.device = device
         self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({'int8' if self.quantize else 'fp32'})"
-        self._model = None
-        self._models: list = []
+        self._models: list = []  # one model per member, loaded by warm_up
         self._tokenizer = None
 
     def warm_up(self) -> None:
         """Load once (about a second): base weights, the overlay, then optional quantisation."""
-        if self._model is not None:
+        if self._models:
             return
         import torch
         from safetensors.torch import load_file
@@ -156,9 +155,8 @@ class TransformerReader:
                     warnings.simplefilter("ignore", UserWarning)
                     model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             models.append(model)
-        self._models = models
         self._tokenizer = AutoTokenizer.from_pretrained(str(base))
-        self._model = models[0]
+        self._models = models
 
     def members(self) -> list[tuple[Path, str | None]]:
         """(weights file, expected sha256) of each fine-tuned model whose logits are averaged.
@@ -176,7 +174,7 @@ class TransformerReader:
         import torch
 
         self.warm_up()
-        assert self._model is not None and self._tokenizer is not None
+        assert self._models and self._tokenizer is not None
         questions = [q.strip() for q, passages in items for _ in passages]
         texts = [p for _, passages in items for p in passages]
         if not texts:

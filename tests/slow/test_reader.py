@@ -95,7 +95,7 @@ def test_a_second_member_is_averaged_in_and_checked(reader, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(MODEL_DIR, model_dir)
     checkpoint = tmp_path / "tripled"
-    tripled = copy.deepcopy(reader._model)  # the shipped reader with its head's logits three times as large
+    tripled = copy.deepcopy(reader._models[0])  # the shipped reader with its head's logits three times as large
     with torch.no_grad():
         tripled.qa_outputs.weight.mul_(3)
         tripled.qa_outputs.bias.mul_(3)
