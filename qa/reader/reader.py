@@ -76,6 +76,15 @@ def load_config(model_dir: Path = MODEL_DIR) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def members_of(config: Mapping) -> list[dict]:
+    """reader.json's ``members`` (each ``{"weights": file, "sha256": digest}``); without that key, its one
+    ``weights``/``sha256``.
+
+    Example: members_of({"sha256": "ab12"}) -> [{"weights": "reader-delta.safetensors", "sha256": "ab12"}]
+    """
+    return list(config.get("members") or [{"weights": WEIGHTS_FILE, "sha256": config.get("sha256")}])
+
+
 class TransformerReader:
     """The trained span reader: packaged MiniLM + the committed fine-tuned tensors (fp16, overlaid).
 
@@ -163,8 +172,7 @@ class TransformerReader:
 
         reader.json lists them under ``members``; a config with one ``weights``/``sha256`` is one member.
         """
-        listed = self.config.get("members") or [{"weights": WEIGHTS_FILE, "sha256": self.config.get("sha256")}]
-        return [(self.model_dir / m["weights"], m.get("sha256")) for m in listed]
+        return [(self.model_dir / m["weights"], m.get("sha256")) for m in members_of(self.config)]
 
     def read(self, question: str, passages: Sequence[str]) -> list[Reading]:
         return self.read_many([(question, passages)])[0]
