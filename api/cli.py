@@ -29,11 +29,29 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
         print(AskResponse.from_answer(answer, pipeline.documents).model_dump_json(indent=2))
         return 0
-    print(answer.text)
-    for c in answer.citations:
-        print(f"  [{c.id}] {c.doc_id} {c.start}:{c.end}  {c.title}")
+    print(as_text(answer))
     print(f"  ({answer.mode.value}; {answer.timings_ms['total']:.0f} ms)", file=sys.stderr)
     return 0
+
+
+def as_text(answer, closest: int = 3, width: int = 100) -> str:  # noqa: ANN001 - a qa.types.Answer
+    """An answer for the terminal: its text, then its citations, or, when it abstains, the closest passages
+    it promises (the first ``closest``, each cut to ``width`` characters).
+
+    Example (abstained)::
+
+        The articles do not say: … The closest passages are listed for reference.
+          closest: 000_27b321e9dc35b123 0:503  A deal designed to save the NHS more than £1bn on its contract…
+    """
+    lines = [answer.text]
+    lines += [f"  [{c.id}] {c.doc_id} {c.start}:{c.end}  {c.title}" for c in answer.citations]
+    if answer.abstained:
+        for hit in answer.hits[:closest]:
+            p = hit.passage
+            text = " ".join(p.text.split())
+            text = text if len(text) <= width else text[: width - 1].rstrip() + "…"
+            lines.append(f"  closest: {p.doc_id} {p.start}:{p.end}  {text}")
+    return "\n".join(lines)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

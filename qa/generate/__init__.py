@@ -351,9 +351,14 @@ class TransformersGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from index.embedder import quiet_loading
+
         torch.set_num_threads(self.threads)
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=torch.float32, local_files_only=True)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(self.model_dir), dtype=torch.float32, local_files_only=True
+            )
         model.to(self.device).eval()
         if model.generation_config is not None:  # greedy: silence sampling defaults shipped with the model
             for name in ("temperature", "top_p", "top_k"):

@@ -126,9 +126,8 @@ class TransformerReader:
         import torch
         from safetensors.torch import load_file
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        from index.embedder import packaged_embedder_path
+        from index.embedder import packaged_embedder_path, quiet_loading
 
         members = self.members()
         for weights, expected in members:
@@ -137,12 +136,8 @@ class TransformerReader:
             if expected and sha256_file(weights) != expected:
                 raise ModelNotFound(f"reader weights {weights.name!r} do not match the sha256 in {CONFIG_FILE}")
         base = packaged_embedder_path()
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the fresh QA head is reported as missing; the overlay supplies it
-        try:
+        with quiet_loading():  # the fresh QA head is reported as missing; the overlay supplies it
             packaged = AutoModelForQuestionAnswering.from_pretrained(str(base), dtype=torch.float32)
-        finally:
-            hf_logging.set_verbosity(verbosity)
         models = []
         for n, (weights, _) in enumerate(members):
             model = packaged if n == len(members) - 1 else copy.deepcopy(packaged)

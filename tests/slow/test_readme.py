@@ -13,9 +13,13 @@ from tests.slow.conftest import ROOT, spawned_server
 
 
 @pytest.fixture(scope="module")
-def server(real_index_dir, tmp_path_factory):
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with spawned_server({"QA_INDEX_DIR": str(real_index_dir)}, log_path) as (proc, base):
+def server_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(real_index_dir, server_log):
+    with spawned_server({"QA_INDEX_DIR": str(real_index_dir)}, server_log) as (proc, base):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
@@ -23,7 +27,7 @@ def server(real_index_dir, tmp_path_factory):
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None, log_path.read_text()
+            assert proc.poll() is None, server_log.read_text()
             time.sleep(0.5)
         else:
             pytest.fail("server did not become ready in 180 s")
@@ -71,3 +75,12 @@ def test_openai_sdk_against_the_real_server(server):
         if c.choices
     ]
     assert "171" in "".join(pieces)
+
+
+def test_the_server_log_is_one_json_object_per_line(server, server_log):
+    # Loading the models once drew transformers' "Loading weights" bars into it (index.embedder.quiet_loading).
+    assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
+    lines = [line for line in server_log.read_text().splitlines() if line.strip()]
+    assert any('"msg": "ready: ' in line for line in lines)
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
