@@ -138,18 +138,21 @@ class TransformerReader:
         base = packaged_embedder_path()
         with quiet_loading():  # the fresh QA head is reported as missing; the overlay supplies it
             packaged = AutoModelForQuestionAnswering.from_pretrained(str(base), dtype=torch.float32)
+        embeddings = packaged.bert.embeddings  # the base's, frozen in training: held once, shared by members
         models = []
         for n, (weights, _) in enumerate(members):
-            model = packaged if n == len(members) - 1 else copy.deepcopy(packaged)
             delta = {k: v.float() for k, v in load_file(str(weights)).items()}
+            own_embeddings = any(k.startswith("bert.embeddings.") for k in delta)
+            if n == len(members) - 1 and not own_embeddings:
+                model = packaged  # the last member overlays the loaded base itself
+            else:  # a copy of the encoder; the base embeddings stay shared unless this member trained its own
+                model = copy.deepcopy(packaged, {} if own_embeddings else {id(embeddings): embeddings})
             result = model.load_state_dict(delta, strict=False)
             if result.unexpected_keys:
                 raise ModelNotFound(f"reader weights hold unknown tensors: {result.unexpected_keys[:3]}")
             untouched = [k for k in result.missing_keys if not k.startswith("bert.embeddings.")]
             if untouched:
                 raise ModelNotFound(f"reader weights lack trained tensors: {untouched[:3]}")
-            if models and not any(k.startswith("bert.embeddings.") for k in delta):
-                model.bert.embeddings = models[0].bert.embeddings  # frozen in training: the same tensors, held once
             model.to(self.device).eval()
             if self.quantize and self.device == "cpu":  # int8 dynamic quantisation is a CPU kernel
                 with warnings.catch_warnings():

@@ -105,6 +105,8 @@ def test_a_second_member_is_averaged_in_and_checked(reader, tmp_path):
     pair = TransformerReader(model_dir)
     pair.warm_up()
     assert len(pair._models) == 2 and pair._models[1].bert.embeddings is pair._models[0].bert.embeddings
+    shared, base = (m.bert.embeddings.word_embeddings.weight for m in (pair._models[0], reader._models[0]))
+    assert torch.equal(shared, base)  # held once, and still the base's
     question, texts = "How much will a return ticket cost?", [FERRY, LIBRARY]
     for one, two in zip(reader.read(question, texts), pair.read(question, texts), strict=True):
         # the mean of x and 3x logits is 2x: the same span, twice the margin (within fp16 rounding)
