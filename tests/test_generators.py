@@ -99,3 +99,16 @@ def test_ctranslate2_loads_before_torch_from_every_entry(entry):
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "0"), ("1", "1")])
+def test_ctranslate2_is_kept_off_mkl_unless_asked(given, expected):
+    """MKL's packed weights doubled the generator's memory and halved its speed here (qa/__init__.py)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CT2_USE_MKL"} | ({"CT2_USE_MKL": given} if given else {})
+    probe = "import os, qa; print(os.environ['CT2_USE_MKL'])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env, timeout=60)
+    assert out.stdout.strip() == expected
