@@ -57,7 +57,7 @@ def export(
         "calibration": previous.get("calibration", {}),
         "trained_articles": meta.get("dev_trained_articles", []),
         "heldout_articles": meta.get("heldout_articles", []),
-        "training": {k: v for k, v in meta.items() if k not in ("dev_trained_articles", "heldout_articles")},
+        "training": training_record(checkpoint, after),
     }
     stages = [*after, checkpoint.parent]
     lines, offset = [], 0.0
@@ -67,13 +67,26 @@ def export(
         offset += rows[-1]["epoch"] if rows else 0.0
     (out / "train_log.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot_training(out / "train_log.jsonl", out / "training.png")
-    for n, stage in enumerate(after, start=1):
-        earlier = json.loads((stage / "train_meta.json").read_text(encoding="utf-8"))
-        config["training"][f"stage{n}"] = {
-            k: v for k, v in earlier.items() if k not in ("dev_trained_articles", "heldout_articles")
-        }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return config
+
+
+def training_record(checkpoint: Path, after: Sequence[Path] = ()) -> dict:
+    """How ``checkpoint`` was trained (its run's train_meta.json), with each run it continued as ``stage1``…
+
+    Example: training_record(Path(".train/reader-stage2/final"), [Path(".train/reader")])
+    -> {"seed": 13, "epochs": 1.0, …, "stage1": {"seed": 13, "epochs": 2.5, …}}
+    """
+
+    def meta(run: Path) -> dict:
+        path = run / "train_meta.json"
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        return {k: v for k, v in found.items() if k not in ("dev_trained_articles", "heldout_articles")}
+
+    record = meta(checkpoint.parent)
+    for n, stage in enumerate(after, start=1):
+        record[f"stage{n}"] = meta(stage)
+    return record
 
 
 def write_delta(checkpoint: Path, weights: Path) -> dict:
@@ -96,7 +109,7 @@ def write_delta(checkpoint: Path, weights: Path) -> dict:
     return delta
 
 
-def add_member(checkpoint: Path, out: Path, name: str) -> dict:
+def add_member(checkpoint: Path, out: Path, name: str, *, after: Sequence[Path] = ()) -> dict:
     """Add ``checkpoint`` to the reader in ``out`` as one more member whose logits are averaged with the others'.
 
     Writes its overlay as ``out/name`` and lists it under ``members`` in reader.json (the existing weights
@@ -108,7 +121,7 @@ def add_member(checkpoint: Path, out: Path, name: str) -> dict:
     config = json.loads(path.read_text(encoding="utf-8"))
     write_delta(checkpoint, out / name)
     members = [m for m in members_of(config) if m["weights"] != name]
-    members.append({"weights": name, "sha256": sha256_file(out / name)})
+    members.append({"weights": name, "sha256": sha256_file(out / name), "training": training_record(checkpoint, after)})
     config["members"] = members
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return config
@@ -155,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.member:
-        config = add_member(args.checkpoint, args.out, args.member)
+        config = add_member(args.checkpoint, args.out, args.member, after=args.after)
         print(
             f"{args.member}: member {len(config['members'])} of the reader in {args.out.name}/; now run make calibrate"
         )
