@@ -12,7 +12,15 @@ from index.store import sha256_file
 from qa.errors import ModelNotFound
 from qa.lang.answer_types import AnswerType
 from qa.question import parse_question
-from qa.reader.reader import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE, FakeReader, Reader, TransformerReader
+from qa.reader.reader import (
+    CONFIG_FILE,
+    MODEL_DIR,
+    WEIGHTS_FILE,
+    FakeReader,
+    Reader,
+    TransformerReader,
+    members_of,
+)
 from qa.reader.spans import best_span
 
 OFFSETS = [None, None, (0, 3), (4, 9), (10, 14), None]  # [CLS] question [SEP] "The quick fox" [SEP]
@@ -53,11 +61,15 @@ def test_fake_reader_is_a_reader():
 
 def test_shipped_weights_match_the_model_card():
     config = json.loads((MODEL_DIR / CONFIG_FILE).read_text(encoding="utf-8"))
-    weights = MODEL_DIR / WEIGHTS_FILE
-    digest = sha256_file(weights)
-    assert digest == config["sha256"]
-    assert digest in (MODEL_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert weights.stat().st_size <= 25 * 1024 * 1024
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text(encoding="utf-8")
+    members = members_of(config)
+    assert members[0]["weights"] == WEIGHTS_FILE and members[0]["sha256"] == config["sha256"]
+    for member in members:  # every member's file: its digest in reader.json and in the card, within 25 MB
+        weights = MODEL_DIR / member["weights"]
+        digest = sha256_file(weights)
+        assert digest == member["sha256"]
+        assert digest in card
+        assert weights.stat().st_size <= 25 * 1024 * 1024
     assert isinstance(config["threshold"], float) and config["calibration"]["questions"] >= 500
 
 
