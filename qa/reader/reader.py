@@ -94,7 +94,7 @@ class TransformerReader:
 
     reader.json may list several fine-tuned ``members`` (``python -m qa.reader.export --member``): each reads
     every window and their start/end logits are averaged, a logit ensemble. They share the frozen
-    embeddings. What ships has one member; ensembles were measured and not shipped (``eval/README.md``).
+    embeddings. What ships has two members, the same recipe from two seeds (the model card; ``eval/README.md``).
     """
 
     def __init__(
