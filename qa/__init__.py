@@ -8,8 +8,9 @@ torch is not slowed either. ``tests/test_generators.py`` checks the order.
 
 CTranslate2 is also told not to use Intel MKL (``CT2_USE_MKL=0``; set it to 1 to get MKL back). On Intel
 CPUs it picks MKL, whose packed matrices hold a second copy of the weights: the 513 MiB float32 generator
-took 827 MiB resident (1,224 MiB at its peak while loading) instead of 548, and on this machine's
-2-core Xeon decoded 14.8 tokens/s instead of 32.9, with the same greedy tokens (README, "Speed").
+took 827 MiB resident (1,224 MiB at its peak while loading) instead of 548, and on a 2-core Xeon
+decoded 17.6 tokens/s instead of 40.8 (``make bench-decoders``), with the same greedy answers
+(README, "Speed").
 """
 
 import os
