@@ -5,13 +5,14 @@ from the packaged embedder at load time), ``reader.json`` (window settings, sha2
 articles were trained on, the no-answer margin) and ``training.png`` (loss and validation F1).
 
 ``--member FILE`` instead adds the checkpoint to the reader already in ``--out`` as one more member, its
-overlay written as FILE and its logits averaged with the others' (a logit ensemble, measured and not
-shipped: ``eval/README.md``); re-calibrate the margin after.
+overlay written as FILE and its logits averaged with the others' (a logit ensemble: what ships is two
+seeds of the same recipe, ``make train-reader``); re-calibrate the margin after.
 
 Example::
 
     python -m qa.reader.export .train/reader-stage2/final --after .train/reader --out qa/reader/model
-    python -m qa.reader.export .train/reader-stage3/final --member reader-delta-b.safetensors
+    python -m qa.reader.export .train/reader-s29-stage2/final --after .train/reader-s29 \
+        --member reader-delta-b.safetensors
 """
 
 from __future__ import annotations
