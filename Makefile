@@ -88,9 +88,10 @@ squad-generator: $(STAMP)
 squad-reader: $(STAMP)
 	$(PY) -m qa.cli eval squad $(SQUAD_DEV) --gold-paragraph --json eval/out/squad-reader.json
 
-# Fit the reader's no-answer margin on the held-out articles (writes qa/reader/model/reader.json).
+# Fit the reader's no-answer margin on the held-out articles (writes qa/reader/model/reader.json), in
+# float32 unless QA_READER_DTYPE is set, so the committed margin does not depend on the CPU.
 calibrate: $(STAMP)
-	QA_READER_PASSAGES=8 $(PY) -m qa.cli eval squad $(SQUAD_DEV) --generator none --threshold=-1e9 --json eval/out/squad-always.json
+	QA_READER_PASSAGES=8 QA_READER_DTYPE=$${QA_READER_DTYPE:-float32} $(PY) -m qa.cli eval squad $(SQUAD_DEV) --generator none --threshold=-1e9 --json eval/out/squad-always.json
 	$(PY) -m qa.reader.calibrate eval/out/squad-always.json
 
 # Train the span reader: the same two stages from two seeds (13, 29), exported as one reader whose two

@@ -20,6 +20,7 @@ from qa.reader.reader import (
     Reader,
     TransformerReader,
     members_of,
+    resolve_dtype,
 )
 from qa.reader.spans import best_span
 
@@ -306,3 +307,28 @@ def test_layer_decay_gives_lower_layers_smaller_learning_rates():
     assert sum(len(g["params"]) for g in groups) == len(trainable)  # every trainable one once, no embeddings
     flat = param_groups(model, 1.0)
     assert len(flat) == 2 and {g["lr"] for g in flat} == {1.0}
+
+
+def test_reader_dtype_auto_is_bf16_only_on_cpus_with_bf16_instructions(monkeypatch):
+    import torch
+
+    for avx512_bf16, amx, expected in ((True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_dtype("auto") == expected
+    assert resolve_dtype("auto", "cuda") == "float32"  # not measured on a GPU: float32 there
+    assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match="float16"):
+        resolve_dtype("float16")
+
+
+def test_reader_dtype_comes_from_settings_and_int8_overrides_it(monkeypatch):
+    from qa.config import Settings
+
+    monkeypatch.setenv("QA_READER_DTYPE", "bfloat16")
+    assert Settings().reader_dtype == "bfloat16"
+    assert TransformerReader(dtype="bfloat16").bf16  # constructing loads no weights
+    assert "(bf16)" in TransformerReader(dtype="bfloat16").model_id
+    int8 = TransformerReader(dtype="bfloat16", quantize=True)
+    assert not int8.bf16 and "(int8)" in int8.model_id
+    assert not TransformerReader(dtype="float32").bf16

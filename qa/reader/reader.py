@@ -89,8 +89,9 @@ class TransformerReader:
     """The trained span reader: packaged MiniLM + the committed fine-tuned tensors (fp16, overlaid).
 
     ``quantize=True`` applies int8 dynamic quantisation to the Linear layers (see the model card for
-    what it costs in F1 and saves in time). Windows of ``max_length`` tokens with ``stride`` overlap
-    cover passages longer than one window.
+    what it costs in F1 and saves in time); ``dtype`` ``bfloat16`` (or ``auto`` on a CPU with bf16
+    instructions, ``resolve_dtype``) runs the matmuls in bfloat16 under autocast. Windows of
+    ``max_length`` tokens with ``stride`` overlap cover passages longer than one window.
 
     reader.json may list several fine-tuned ``members`` (``python -m qa.reader.export --member``): each reads
     every window and their start/end logits are averaged, a logit ensemble. They share the frozen
@@ -103,6 +104,7 @@ class TransformerReader:
         *,
         quantize: bool | None = None,
         threshold: float | None = None,
+        dtype: str = "float32",
         batch_size: int = 16,
         device: str = "cpu",
     ) -> None:
@@ -115,7 +117,9 @@ class TransformerReader:
         self.max_answer_tokens = int(self.config.get("max_answer_tokens", 30))
         self.batch_size = batch_size
         self.device = device
-        self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({'int8' if self.quantize else 'fp32'})"
+        self.bf16 = not self.quantize and resolve_dtype(dtype, device) == "bfloat16"
+        precision = "int8" if self.quantize else "bf16" if self.bf16 else "fp32"
+        self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({precision})"
         self._models: list = []  # one model per member, loaded by warm_up
         self._tokenizer = None
 
@@ -154,6 +158,10 @@ class TransformerReader:
             if untouched:
                 raise ModelNotFound(f"reader weights lack trained tensors: {untouched[:3]}")
             model.to(self.device).eval()
+            if self.bf16:  # autocast would cast each Linear's weights to bf16 every batch: hold them so (same numbers)
+                for module in model.modules():
+                    if isinstance(module, torch.nn.Linear):
+                        module.to(torch.bfloat16)
             if self.quantize and self.device == "cpu":  # int8 dynamic quantisation is a CPU kernel
                 with warnings.catch_warnings():
                     # torch 2.10+ says eager-mode quantisation moves to torchao; it still works and torchao
@@ -194,13 +202,38 @@ class TransformerReader:
                     key: enc[key][b : b + self.batch_size].to(self.device)
                     for key in ("input_ids", "token_type_ids", "attention_mask")
                 }
-                outs = [model(**batch) for model in self._models]
+                # bf16: autocast runs the matmuls in bfloat16 (oneDNN's bf16 kernels) on the bf16 Linear
+                # weights; embeddings, layer norms and softmax stay float32.
+                with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
+                    outs = [model(**batch) for model in self._models]
                 starts.append(np.mean([o.start_logits.float().cpu().numpy() for o in outs], axis=0))
                 ends.append(np.mean([o.end_logits.float().cpu().numpy() for o in outs], axis=0))
         start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
         windows = ((p, start_logits[w], end_logits[w], _context_offsets(enc, w)) for w, p in enumerate(owner))
         flat = readings_from_windows(windows, texts, max_answer_tokens=self.max_answer_tokens)
         return _per_question(flat, [len(passages) for _, passages in items])
+
+
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """``auto`` -> ``bfloat16`` where the CPU has bf16 instructions (AVX512-BF16 or AMX), else ``float32``.
+
+    Where it has them, the reader reads 2.1x faster in bfloat16 (``make bench``) with the same eval answers
+    and 2 of 1,056 held-out SQuAD decisions changed, for +34 MB at the server's peak, so float32 is the
+    default (README, Speed); without them bf16 is emulated, so float32. On a GPU (not measured), float32.
+
+    >>> resolve_dtype("float32")
+    'float32'
+    """
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"reader dtype must be auto, float32 or bfloat16, not {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    if device != "cpu":
+        return "float32"
+    import torch
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bfloat16" if native else "float32"
 
 
 def encode_windows(tokenizer, questions: Sequence[str], texts: Sequence[str], *, max_length: int, stride: int):  # noqa: ANN001, ANN201
@@ -298,7 +331,10 @@ class FakeReader:
 def make_reader(settings) -> TransformerReader:  # noqa: ANN001
     """The committed reader with the settings' overrides, warmed up."""
     reader = TransformerReader(
-        quantize=settings.reader_quantize, threshold=settings.reader_threshold, device=settings.device
+        quantize=settings.reader_quantize,
+        threshold=settings.reader_threshold,
+        dtype=settings.reader_dtype,
+        device=settings.device,
     )
     reader.warm_up()
     return reader

@@ -81,6 +81,18 @@ def test_int8_reader_agrees_on_the_easy_spans(reader):
         assert int8.read(question, [text])[0].span == reader.read(question, [text])[0].span
 
 
+def test_bf16_reader_reads_as_fp32_does(reader):
+    """The bfloat16 reader (QA_READER_DTYPE=bfloat16) keeps every span, margins within 0.25."""
+    bf16 = TransformerReader(dtype="bfloat16")
+    assert bf16.bf16 and "bf16" in bf16.model_id
+    cases = [(q, t) for q, t, _ in ANSWERABLE] + UNANSWERABLE
+    for question, text in cases:
+        (fp32,) = reader.read(question, [text])
+        (half,) = bf16.read(question, [text])
+        assert half.span == fp32.span, (question, half, fp32)
+        assert abs(half.margin - fp32.margin) < 0.25, (question, half.margin, fp32.margin)
+
+
 def test_a_second_member_is_averaged_in_and_checked(tmp_path):
     import copy
     import json
