@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     reader_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "float32",
         description="the reader's arithmetic; auto: bfloat16 on CPUs with bf16 instructions (AVX512-BF16 or AMX), "
-        "float32 elsewhere. bf16 reads 2.1x faster, 2 of 1,056 SQuAD decisions differ, but the server's peak "
-        "rose 1.398 -> 1.432 GB, over the 1.4 GB budget (README Speed)",
+        "float32 elsewhere. bf16 reads ~2x faster, 2 of 1,056 SQuAD decisions differ, but the server's peak "
+        "rose ~40 MB, over the 1.4 GB budget (README Speed)",
     )
     reader_threshold: float | None = Field(
         None,
