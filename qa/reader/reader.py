@@ -232,7 +232,8 @@ def resolve_dtype(dtype: str, device: str = "cpu") -> str:
         return "float32"
     import torch
 
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch 2.x: absent means no
+    native = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
     return "bfloat16" if native else "float32"
 
 
