@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The reader a server would run with these settings (dtype, quantisation); constructing it loads nothing.
     chosen = TransformerReader(quantize=settings.reader_quantize, dtype=settings.reader_dtype)
-    reader = readers["int8" if chosen.quantize else "bf16" if chosen.bf16 else "fp32"]
+    reader = readers[chosen.precision]
     pipeline = Pipeline(data, embedder, generator, reader=reader)
     retriever = pipeline.retriever
 

@@ -118,8 +118,8 @@ class TransformerReader:
         self.batch_size = batch_size
         self.device = device
         self.bf16 = not self.quantize and resolve_dtype(dtype, device) == "bfloat16"
-        precision = "int8" if self.quantize else "bf16" if self.bf16 else "fp32"
-        self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({precision})"
+        self.precision = "int8" if self.quantize else "bf16" if self.bf16 else "fp32"
+        self.model_id = f"{self.config.get('name', 'newsqa-reader')} ({self.precision})"
         self._models: list = []  # one model per member, loaded by warm_up
         self._tokenizer = None
 
