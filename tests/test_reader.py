@@ -15,10 +15,12 @@ from qa.question import parse_question
 from qa.reader.reader import (
     CONFIG_FILE,
     MODEL_DIR,
+    PAD_MULTIPLE,
     WEIGHTS_FILE,
     FakeReader,
     Reader,
     TransformerReader,
+    encode_windows,
     members_of,
     resolve_dtype,
 )
@@ -332,3 +334,24 @@ def test_reader_dtype_comes_from_settings_and_int8_overrides_it(monkeypatch):
     int8 = TransformerReader(dtype="bfloat16", quantize=True)
     assert not int8.bf16 and "(int8)" in int8.model_id
     assert not TransformerReader(dtype="float32").bf16
+
+
+def test_windows_are_padded_to_a_few_shapes_and_the_padding_is_masked():
+    """Each question length would be a new tensor shape, and a kernel cache entry, without the padding."""
+    from transformers import AutoTokenizer
+
+    from index.embedder import packaged_embedder_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_embedder_path()))
+    text = "The ferry crossing takes forty minutes. "
+    lengths = set()
+    for words in range(1, 40):
+        enc = encode_windows(tokenizer, ["How long?"], [text * words], max_length=384, stride=128)
+        width = enc["input_ids"].shape[1]
+        assert width % PAD_MULTIPLE == 0 and width <= 384
+        real = len(tokenizer("How long?", text * words, truncation="only_second", max_length=384)["input_ids"])
+        assert int(enc["attention_mask"][0].sum()) == real  # the added columns are masked out
+        lengths.add(width)
+    assert len(lengths) <= 384 // PAD_MULTIPLE
+    long = encode_windows(tokenizer, ["How long?"], [text * 120], max_length=384, stride=128)
+    assert long["input_ids"].shape[1] == 384 and len(long["input_ids"]) > 1  # long passages still overflow

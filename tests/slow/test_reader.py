@@ -93,6 +93,19 @@ def test_bf16_reader_reads_as_fp32_does(reader):
         assert abs(half.margin - fp32.margin) < 0.25, (question, half.margin, fp32.margin)
 
 
+def test_padded_windows_read_as_unpadded_ones(reader, monkeypatch):
+    """Padding the windows to a multiple of 32 tokens (fewer kernel shapes) changes no span or margin."""
+    import qa.reader.reader as reader_module
+
+    cases = [(q, t) for q, t, _ in ANSWERABLE] + UNANSWERABLE
+    padded = [reader.read(question, [text, LIBRARY + " " + FERRY])[0] for question, text in cases]
+    monkeypatch.setattr(reader_module, "PAD_MULTIPLE", 1)
+    for (question, text), p in zip(cases, padded, strict=True):
+        (unpadded,) = reader.read(question, [text, LIBRARY + " " + FERRY])[:1]
+        assert unpadded.span == p.span, question
+        assert abs(unpadded.margin - p.margin) < 1e-3, (question, unpadded.margin, p.margin)
+
+
 def test_a_second_member_is_averaged_in_and_checked(tmp_path):
     import copy
     import json
