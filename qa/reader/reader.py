@@ -202,20 +202,30 @@ class TransformerReader:
             return [[] for _ in items]
         enc = encode_windows(self._tokenizer, questions, texts, max_length=self.max_length, stride=self.stride)
         owner = enc["overflow_to_sample_mapping"].tolist()
-        starts, ends = [], []
+        # Windows of similar length share a batch, each batch cut to its own longest window (rounded up to
+        # PAD_MULTIPLE), instead of every window padded to the longest of all the questions read together.
+        # Right-padded columns past a batch's longest hold only padding: their logits are never a span.
+        lengths = enc["attention_mask"].sum(dim=1).tolist()
+        order = sorted(range(len(owner)), key=lambda w: lengths[w])
+        width = enc["input_ids"].shape[1]
+        start_logits = np.full((len(owner), width), -1e4, dtype=np.float32)
+        end_logits = np.full((len(owner), width), -1e4, dtype=np.float32)
         with torch.inference_mode():
-            for b in range(0, len(owner), self.batch_size):
+            for b in range(0, len(order), self.batch_size):
+                rows = order[b : b + self.batch_size]
+                cols = width
+                if self._tokenizer.padding_side == "right":
+                    cols = min(width, -(-max(lengths[w] for w in rows) // PAD_MULTIPLE) * PAD_MULTIPLE)
                 batch = {
-                    key: enc[key][b : b + self.batch_size].to(self.device)
+                    key: enc[key][rows, :cols].to(self.device)
                     for key in ("input_ids", "token_type_ids", "attention_mask")
                 }
                 # bf16: autocast runs the matmuls in bfloat16 (oneDNN's bf16 kernels) on the bf16 Linear
                 # weights; embeddings, layer norms and softmax stay float32.
                 with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
                     outs = [model(**batch) for model in self._models]
-                starts.append(np.mean([o.start_logits.float().cpu().numpy() for o in outs], axis=0))
-                ends.append(np.mean([o.end_logits.float().cpu().numpy() for o in outs], axis=0))
-        start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
+                start_logits[rows, :cols] = np.mean([o.start_logits.float().cpu().numpy() for o in outs], axis=0)
+                end_logits[rows, :cols] = np.mean([o.end_logits.float().cpu().numpy() for o in outs], axis=0)
         windows = ((p, start_logits[w], end_logits[w], _context_offsets(enc, w)) for w, p in enumerate(owner))
         flat = readings_from_windows(windows, texts, max_answer_tokens=self.max_answer_tokens)
         return _per_question(flat, [len(passages) for _, passages in items])

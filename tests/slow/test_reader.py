@@ -106,6 +106,19 @@ def test_padded_windows_read_as_unpadded_ones(reader, monkeypatch):
         assert abs(unpadded.margin - p.margin) < 1e-3, (question, unpadded.margin, p.margin)
 
 
+def test_questions_read_together_read_as_each_alone(reader):
+    """Windows of many questions are batched by length, each batch cut to its own longest window."""
+    cases = [(q, t) for q, t, _ in ANSWERABLE] + UNANSWERABLE
+    items = [(q, [t[: 40 + 25 * k], (LIBRARY + " " + FERRY) * (1 + k % 3)]) for k, (q, t) in enumerate(cases)]
+    small = TransformerReader(batch_size=3)  # several batches, each mixing windows of different questions
+    small._models, small._tokenizer = reader._models, reader._tokenizer
+    together = small.read_many(items)
+    for (question, passages), readings in zip(items, together, strict=True):
+        for alone, batched in zip(reader.read(question, passages), readings, strict=True):
+            assert (alone.span, alone.passage) == (batched.span, batched.passage), question
+            assert abs(alone.margin - batched.margin) < 1e-3, (question, alone.margin, batched.margin)
+
+
 def test_a_second_member_is_averaged_in_and_checked(tmp_path):
     import copy
     import json
