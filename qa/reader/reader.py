@@ -32,10 +32,11 @@ WEIGHTS_FILE = "reader-delta.safetensors"
 CONFIG_FILE = "reader.json"
 # Windows are padded to a multiple of this many tokens, so the encoder meets a few tensor shapes instead
 # of one per question length. Every new shape costs memory that torch's CPU kernels keep, most in
-# bfloat16 (part of it oneDNN's primitive cache: ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 halved it): over 120 batches of 1-5 questions (`make bench-padding`, eval/baseline/padding.json) a bf16
-# reader grew by 171 MiB padded only to the longest window, 37 MiB padded to 16 and 22 MiB padded to 32
-# (64: 20 MiB, but reading 35% slower); float32 grew 6-9 MiB whatever the padding. The padding is masked
-# out, so spans and margins do not change (held-out SQuAD: 0 of 1,056 answers differ in float32).
+# bfloat16 (part of it oneDNN's primitive cache: ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 halved it). Over 120
+# batches of 1-5 questions (`make bench-padding`, eval/baseline/padding.json) a bf16 reader grew by
+# 171 MiB padded only to the longest window, 37 MiB padded to 16 and 22 MiB padded to 32 (64: 20 MiB,
+# but reading 35% slower); float32 grew 6-9 MiB whatever the padding. The padding is masked out, so
+# spans and margins do not change (held-out SQuAD: 0 of 1,056 answers differ in float32).
 PAD_MULTIPLE = 32
 
 
@@ -258,8 +259,8 @@ def encode_windows(tokenizer, questions: Sequence[str], texts: Sequence[str], *,
     """(question, text) pairs as padded windows of at most ``max_length`` tokens, ``stride`` overlapping,
     with each window's owner (``overflow_to_sample_mapping``) and character offsets, as torch tensors.
 
-    The batch is padded to a multiple of `PAD_MULTIPLE` tokens (capped at ``max_length``), not just to
-    its longest window."""
+    The batch is padded to a multiple of `PAD_MULTIPLE` tokens (where ``max_length`` is one, so the
+    padding never passes it), not just to its longest window."""
     return tokenizer(
         list(questions),
         list(texts),
