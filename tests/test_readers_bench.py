@@ -61,3 +61,15 @@ def test_a_reader_fits_the_server_within_the_headroom_the_shipped_one_leaves():
 
     reading = [{"encoder": "minilm", "precision": "fp32", "model_mib": 149}, {"encoder": "mpnet", "precision": "int8"}]
     assert fitting_model_mib(reading) == pytest.approx(149 + (1.4e9 - 1.32e9) / 2**20)
+
+
+def test_the_padding_workload_varies_lengths_and_batch_sizes_reproducibly():
+    """`make bench-padding` needs window lengths and batch sizes that vary, the same in every process."""
+    from eval.padding import workload
+
+    batches = workload(40)
+    assert batches == workload(40)  # each fresh process measures the same reads
+    assert {len(b) for b in batches} <= set(range(1, 6)) and len({len(b) for b in batches}) >= 4
+    assert all(len(passages) == 3 and len(set(passages)) == 3 for b in batches for _, passages in b)
+    longest = {max(len(q) + len(p) for q, ps in b for p in ps) for b in batches}
+    assert len(longest) > 20  # without padding, nearly every batch would be a new shape
