@@ -32,13 +32,6 @@ PADS = (1, 8, 16, 32, 64)
 DTYPES = ("float32", "bfloat16")
 
 
-def _rss_mib() -> float:
-    import os
-
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def workload(reads: int, seed: int = 0) -> list[list[tuple[str, list[str]]]]:
     """``reads`` batches of 1–5 (question, three passages): the eval sets' questions, the seed corpus's passages."""
     from eval.dataset import load_dataset
@@ -60,7 +53,7 @@ def workload(reads: int, seed: int = 0) -> list[list[tuple[str, list[str]]]]:
 def measure(dtype: str, pad: int, reads: int) -> dict:
     """One reader in this process: memory before and after ``reads`` varied reads, p50, shapes met."""
     import qa.reader.reader as reader_module
-    from qa.memory import trim_heap
+    from qa.memory import rss_bytes, trim_heap
     from qa.reader.reader import TransformerReader, encode_windows
 
     reader_module.PAD_MULTIPLE = pad  # encode_windows reads it at call time
@@ -69,7 +62,7 @@ def measure(dtype: str, pad: int, reads: int) -> dict:
     reader.warm_up()
     reader.read_many(items[0])  # the first call allocates what every call needs
     trim_heap()
-    loaded = _rss_mib()
+    loaded = rss_bytes() / 2**20
     shapes, ms = set(), []
     for batch in items:
         questions = [q for q, passages in batch for _ in passages]
@@ -86,7 +79,7 @@ def measure(dtype: str, pad: int, reads: int) -> dict:
         "reads": reads,
         "shapes": len(shapes),
         "loaded_mib": round(loaded),
-        "growth_mib": round(_rss_mib() - loaded),
+        "growth_mib": round(rss_bytes() / 2**20 - loaded),
         "p50_ms": round(statistics.median(ms), 1),
     }
 

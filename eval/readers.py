@@ -123,13 +123,6 @@ def overlay_mb(model, *, lora: bool) -> float:  # noqa: ANN001
 
 
 # -- measurements, each in its own process ----------------------------------------------------------
-def _rss() -> int:
-    import os
-
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def measure_reading(encoder: str, quant: str, batches: list) -> dict:
     """Reader latency over ``batches`` [(question, passages)], two passes after a warm-up, and memory."""
     import warnings
@@ -137,11 +130,11 @@ def measure_reading(encoder: str, quant: str, batches: list) -> dict:
     from transformers import AutoTokenizer
 
     from index.embedder import packaged_embedder_path
-    from qa.memory import peak_rss_bytes, trim_heap
+    from qa.memory import peak_rss_bytes, rss_bytes, trim_heap
     from qa.reader.reader import TransformerReader, encode_windows
 
     torch.set_num_threads(2)
-    before = _rss()
+    before = rss_bytes()
     model = build(encoder).eval()
     if quant == "int8":
         with warnings.catch_warnings():
@@ -149,7 +142,7 @@ def measure_reading(encoder: str, quant: str, batches: list) -> dict:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     tokenizer = AutoTokenizer.from_pretrained(str(packaged_embedder_path()))
     trim_heap()  # quantising frees the fp32 Linear weights; count what the model keeps
-    loaded = _rss()
+    loaded = rss_bytes()
     bert = model.config.model_type == "bert"
     shipped = TransformerReader()  # its settings only (nothing loads): both models read the windows it reads
     window = {"max_length": shipped.max_length, "stride": shipped.stride}

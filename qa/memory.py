@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import resource
 import sys
 
@@ -43,3 +44,12 @@ def peak_rss_bytes() -> int:
     """The most resident memory this process has held since it started (its RSS high-water mark)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def rss_bytes() -> int:
+    """The resident memory this process holds now (Linux's /proc; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
