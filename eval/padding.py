@@ -56,7 +56,7 @@ def measure(dtype: str, pad: int, reads: int) -> dict:
     from qa.memory import rss_bytes, trim_heap
     from qa.reader.reader import TransformerReader, encode_windows
 
-    reader_module.PAD_MULTIPLE = pad  # encode_windows reads it at call time
+    reader_module.PAD_MULTIPLE = pad  # encode_windows and read_many read it at call time
     items = workload(reads)
     reader = TransformerReader(dtype=dtype)
     reader.warm_up()
