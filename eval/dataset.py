@@ -22,6 +22,7 @@ Category = Literal[
     "paraphrase-typo",
     "paraphrase",
     "near-miss",
+    "definition",
     "follow-up",
     "unanswerable",
     "prompt-injection",

@@ -83,15 +83,17 @@ def test_seed_dataset_is_valid_and_complete(seed_docs):
     items = load_dataset(DEFAULT_DATASET)
     rephrased = load_dataset(DEFAULT_DATASET.parent / "rephrased.yaml")
     fresh = load_dataset(DEFAULT_DATASET.parent / "fresh.yaml")
-    assert len(items) >= 50 and len(rephrased) >= 25 and len(fresh) >= 25
-    assert {i.category for i in items + rephrased} == set(CATEGORIES)
+    definitions = load_dataset(DEFAULT_DATASET.parent / "definitions.yaml")
+    assert len(items) >= 50 and len(rephrased) >= 25 and len(fresh) >= 25 and len(definitions) >= 10
+    assert {i.category for i in items + rephrased + definitions} == set(CATEGORIES)
     # new questions, not copies
     assert not {i.question for i in items} & {i.question for i in rephrased}
     assert not {i.question for i in items + rephrased} & {i.question for i in fresh}
+    assert not {i.question for i in items + rephrased + fresh} & {i.question for i in definitions}
     assert sum(i.must_abstain for i in items) >= 10
     assert any(i.question == "How much is CSC saving?" for i in items)
     docs = {d.doc_id: d for d in seed_docs}
-    for item in items + rephrased + fresh:
+    for item in items + rephrased + fresh + definitions:
         for doc_id, start, end in support_spans(item, docs):
             assert docs[doc_id].text[start:end]
 
