@@ -69,11 +69,13 @@ eval: index
 	$(PY) -m qa.cli eval --compare eval/baseline/seed.json
 	$(PY) -m qa.cli eval --dataset eval/datasets/rephrased.yaml --name rephrased --compare eval/baseline/rephrased.json
 	$(PY) -m qa.cli eval --dataset eval/datasets/fresh.yaml --name fresh --compare eval/baseline/fresh.json
+	$(PY) -m qa.cli eval --dataset eval/datasets/definitions.yaml --name definitions --compare eval/baseline/definitions.json
 
 eval-baseline: index
 	$(PY) -m qa.cli eval --out eval/baseline --name seed
 	$(PY) -m qa.cli eval --dataset eval/datasets/rephrased.yaml --out eval/baseline --name rephrased
 	$(PY) -m qa.cli eval --dataset eval/datasets/fresh.yaml --out eval/baseline --name fresh
+	$(PY) -m qa.cli eval --dataset eval/datasets/definitions.yaml --out eval/baseline --name definitions
 
 SQUAD_DEV ?= ../shared/benchmarks/squad2-dev-a.json
 

@@ -286,6 +286,53 @@ def test_passage_windows_are_index_passages_with_the_answer_and_without_it():
     assert not empty.answers and "£2.5bn" not in empty.context
 
 
+def test_definitions_find_appositives_titles_and_copulas_but_not_their_false_friends():
+    from qa.reader.train import definitions
+
+    def found(text: str) -> list[tuple[str, str]]:
+        out = []
+        for name, definition, offset, _ in definitions(text):
+            assert text[offset : offset + len(definition)] == definition
+            out.append((name, definition))
+        return out
+
+    assert found("The bridge was drawn by Maria Lopez, a civil engineer from Lyon, in 1931.") == [
+        ("Maria Lopez", "a civil engineer from Lyon")
+    ]
+    assert found("The plan was backed by finance minister Karl Berg on Monday.") == [("Karl Berg", "finance minister")]
+    assert found("Harbour Rail is a privately held freight railroad that runs at night.") == [
+        ("Harbour Rail", "a privately held freight railroad")
+    ]
+    assert found("In Lyon, the engineers built a bridge.") == []  # an opening phrase, not an appositive
+    assert found("It traded with Spain, the United States and Japan.") == []  # a list
+    assert found("Bonn, the city council said, would pay.") == []  # a clause
+
+
+def test_definition_questions_ask_who_or_what_and_pair_each_with_a_paragraph_that_never_names_it():
+    import random
+
+    from qa.reader.train import Example, definition_questions
+
+    one = "The plan is backed by finance minister Karl Berg. It passed."
+    two = "Harbour Rail is a privately held freight railroad that runs at night. Trains are slow."
+    three = "The port opened in 1901 and grew quickly. It now handles grain."
+    rows = [Example(f"q{n}", "Port", c, "When?", []) for n, c in enumerate((one, two, three))]
+    out = definition_questions([rows], random.Random(0), rate=2.0)
+    asked = {(e.question, e.answers[0][0]) for e in out if e.answers}
+    assert asked == {
+        ("Who is Karl Berg?", "finance minister"),
+        ("What is Harbour Rail?", "a privately held freight railroad"),
+    }
+    assert sum(bool(e.answers) for e in out) == 4  # each definition asked twice (rate 2)
+    for e in out:
+        name = e.question.split(" ", 2)[2].rstrip("?")
+        if e.answers:
+            ((text, start),) = e.answers
+            assert e.context[start : start + len(text)] == text and name in e.context
+        else:
+            assert name not in e.context and e.qid.endswith("-elsewhere")
+
+
 def test_layer_decay_gives_lower_layers_smaller_learning_rates():
     from transformers import BertConfig, BertForQuestionAnswering
 

@@ -24,6 +24,9 @@ sets worse than stage 2. They stay as options for a longer run on a GPU:
 - ``--paraphrase-rate``: answerable questions reworded with near-synonyms from the base's embeddings;
 - ``--window-rate`` (tried as a stage 2 redone): questions also given as the index's 3-sentence passages,
   the one holding the answer and one of the same paragraph without it, the shape the reader reads.
+- ``--definition-rate`` (tried as 0.3 epoch more on both shipped members, at 6): "Who/What is X?" about the
+  definitions the training paragraphs state (appositives, titles, copulas), which SQuAD almost never asks;
+  the members learnt to answer them, and read reworded questions and held-out SQuAD worse;
 - ``--layer-decay`` (tried with stages 1 and 2 retrained at 0.8): lower layers learn at a smaller rate,
   keeping more of what the base learnt; the seed set gained, SQuAD and the rephrased set lost.
 
@@ -377,6 +380,112 @@ def _cut_answer_sentence(ex: Example) -> str | None:
     return text if len(keep) >= 2 and len(text) >= 200 else None
 
 
+# -- definitional questions ("Who is X?") ----------------------------------------------------------------
+# SQuAD's questions almost never ask what or who something is (5 of the 5,478 training questions), so the
+# reader learnt to refuse "Who is Andrew Lansley?" although the passage calls him health secretary. These
+# patterns find the definitions that encyclopaedic and news prose state in passing, to ask about them.
+_CAP = r"[A-Z][\w.'’-]*"
+_DEF_NAME = rf"{_CAP}(?:\s+(?:{_CAP}|of|de|the|von|van|and)){{0,4}}(?<![\s.])"
+_DEF_ROLES = (
+    "secretary minister president director chairman chairwoman executive chief leader spokesman spokeswoman "
+    "spokesperson manager editor founder co-founder governor senator general professor singer rapper "
+    "songwriter producer actor actress writer author novelist composer king queen prince princess emperor "
+    "empress pope bishop archbishop mayor judge officer captain coach player scientist engineer inventor "
+    "architect philosopher poet painter economist historian physicist chemist mathematician explorer "
+    "lead head member commander admiral dancer director musician guitarist drummer designer entrepreneur"
+).split()
+_ROLE = rf"(?:{'|'.join(sorted(set(_DEF_ROLES), key=len, reverse=True))})"
+# "Frank Shuman, a U.S. inventor, ..." / "Guy Hains, CSC’s president of healthcare, ..."
+_APPOSITIVE_RE = re.compile(
+    rf"(?<![\w'’])(?P<name>{_DEF_NAME}), (?P<def>(?:a|an|the|{_CAP}['’]s) [^,;:()“”\"]{{2,80}}?)(?=[,;:])"
+)
+# "health secretary Andrew Lansley" / "president of healthcare Guy Hains"
+_TITLE_RE = re.compile(
+    rf"(?<![\w'’])(?P<def>(?:[a-z][\w-]* ){{0,1}}{_ROLE}(?: of (?!the\b|a\b|an\b)[a-z]+)?) (?P<name>[A-Z][a-z]+(?: [A-Z][a-z]+){{1,2}})(?![\w'’])"
+)
+# "The World Solar Challenge is a biannual solar-powered car race ..." (at a sentence's start)
+_COPULA_RE = re.compile(
+    rf"^(?P<name>{_DEF_NAME})(?: \([^)]*\))? (?P<verb>is|was|are|were) (?P<def>(?:a|an|the) [^,.;:()“”\"]{{3,80}}?)"
+    r"(?=[,.;:]| (?:that|which|who|whose|where|when)\b)"
+)
+_NOT_DEFINED = frozenset(
+    "The A An In On At It Its This These Those However He She They We There Here Today Now Then Also Although "
+    "When While Despite Following According As Of To Upon Under After Before During Since By For From With "
+    "Within Without Throughout Among Between Unlike Like Meanwhile Thus Instead Later Earlier".split()
+)
+_DEF_VERBS = frozenset(
+    "is was are were be been being has have had would will could can may might must shall should never not "
+    "did does do which who whom whose that where when".split()
+)
+_MODIFIER_STOP = STOP | frozenset("including under by as and among also then between".split())
+
+
+def _plausible(name: str, definition: str, kind: str) -> bool:
+    """Filters the patterns' false friends: an introductory phrase ("In Italy, the Normans ..."), a list
+    ("Singapore, the United States and ..."), a clause ("the composer never named ...")."""
+    words = definition.split()
+    if name.split()[0] in _NOT_DEFINED or " and " in name or len(words) > 12 or name.lower() in definition.lower():
+        return False
+    if any(w.lower().strip("’'") in _DEF_VERBS for w in words):
+        return False
+    if kind == "title":
+        role = next(i for i, w in enumerate(words) if re.fullmatch(_ROLE, w))
+        return words[role] not in ("general", "lead", "head", "member") and all(
+            w not in _MODIFIER_STOP and not w.endswith(("ed", "ing", "ly")) for w in words[:role]
+        )
+    if words[0] in ("a", "an", "the") and (len(words) < 3 or words[1][:1].isupper()):
+        return False
+    return " and " not in definition or kind == "copula"
+
+
+def definitions(context: str) -> list[tuple[str, str, int, str]]:
+    """(name, definition, definition's char offset, verb) for each definition the patterns find.
+
+    Example::
+
+        >>> definitions("The plan is backed by finance minister Karl Berg.")
+        [('Karl Berg', 'finance minister', 22, 'is')]
+    """
+    found = []
+    for s, e in _sentences(context):
+        sentence = context[s:e]
+        past = bool(re.search(r"\b(?:was|were|had|did)\b", sentence))
+        for m in _APPOSITIVE_RE.finditer(sentence):
+            if m.start() == 0 and " " not in m["name"]:  # "Additionally, the ..." opens a sentence
+                continue
+            found.append((m["name"], m["def"], s + m.start("def"), "was" if past else "is", "appositive"))
+        for m in _TITLE_RE.finditer(sentence):
+            found.append((m["name"], m["def"], s + m.start("def"), "was" if past else "is", "title"))
+        m = _COPULA_RE.match(sentence)
+        if m:
+            verb = "is" if m["verb"] in ("is", "are") else "was"
+            found.append((m["name"], m["def"], s + m.start("def"), verb, "copula"))
+    return [(n, d, o, v) for n, d, o, v, kind in found if _plausible(n, d, kind)]
+
+
+def definition_questions(articles: list[list[Example]], rng: random.Random, rate: float) -> list[Example]:
+    """ "Who is X?" / "What is X?" about the definitions each paragraph states (the answer: the definition),
+    each asked ``rate`` times on average (there are few: ~125 in the training articles), and for each, the
+    same question over another paragraph of the article that never names X (unanswerable: what open
+    retrieval hands the reader when it misses)."""
+    out: list[Example] = []
+    for rows in articles:
+        contexts = sorted({e.context for e in rows})
+        title = rows[0].title if rows else ""
+        for c, context in enumerate(contexts):
+            for n, (name, definition, offset, verb) in enumerate(definitions(context)):
+                copies = int(rate) + (rng.random() < rate - int(rate))
+                who = re.search(rf"\b{_ROLE}s?\b", definition) is not None
+                question = f"{'Who' if who else 'What'} {verb} {name}?"
+                others = [o for o in contexts if name.lower() not in o.lower()]
+                for k in range(copies):
+                    qid = f"def-{title}-{c}-{n}-{k}"
+                    out.append(Example(qid, title, context, question, [(definition, offset)]))
+                    if others:
+                        out.append(Example(qid + "-elsewhere", title, rng.choice(others), question, []))
+    return out
+
+
 # -- features ---------------------------------------------------------------------------------------
 def encode(tokenizer, examples: list[Example], max_length: int, stride: int, *, train: bool) -> list[dict]:  # noqa: ANN001
     """Tokenise (question, context) into windows; label each with token start/end (0 = the null answer)."""
@@ -541,6 +650,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--window-rate", type=float, default=0.0, help="share of answerable questions also given as index passages"
     )
+    parser.add_argument(
+        "--definition-rate",
+        type=float,
+        default=0.0,
+        help='times each definition the training paragraphs state is asked as "Who/What is X?" (0: none)',
+    )
     parser.add_argument("--init", type=Path, help="continue from this checkpoint (a folder this script wrote)")
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument(
@@ -590,7 +705,10 @@ def main(argv: list[str] | None = None) -> int:
         neighbours = word_neighbours(tokenizer, model.bert.embeddings.word_embeddings.weight.detach(), question_words)
         paraphrased = paraphrased_positives(train_articles + dev_train, rng, args.paraphrase_rate, neighbours)
     windows = passage_windows(train_articles + dev_train, rng, args.window_rate) if args.window_rate else []
-    examples += negatives + perturbed + swapped + paraphrased + windows
+    defined = (
+        definition_questions(train_articles + dev_train, rng, args.definition_rate) if args.definition_rate else []
+    )
+    examples += negatives + perturbed + swapped + paraphrased + windows + defined
     held_examples = [e for a in held for e in a]
     val = rng.sample(held_examples, min(args.val_size, len(held_examples)))
     feats = encode(tokenizer, examples, args.max_length, args.stride, train=True)
@@ -606,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         "swapped_negatives": len(swapped),
         "paraphrased_positives": len(paraphrased),
         "passage_windows": len(windows),
+        "definition_questions": len(defined),
         "init": args.init.name if args.init else "packaged base",
         "unanswerable_examples": sum(not e.answers for e in examples),
         "features": len(feats),
