@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The reader's arithmetic; qa.reader.reader.resolve_dtype reads the same values.
+ReaderDtype = Literal["auto", "float32", "bfloat16"]
+
 if TYPE_CHECKING:  # only a type here: the command line lives above this module
     import argparse
 
@@ -61,7 +64,7 @@ class Settings(BaseSettings):
     reader_quantize: bool | None = Field(
         None, description="int8 dynamic quantisation of the reader; default: reader.json"
     )
-    reader_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    reader_dtype: ReaderDtype = Field(
         "auto",
         description="the reader's arithmetic; auto: bfloat16 on CPUs with bf16 instructions (AVX512-BF16 or AMX), "
         "float32 elsewhere. bf16 reads ~2x faster with 1 of 1,056 SQuAD decisions different (README Speed)",

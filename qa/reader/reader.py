@@ -19,11 +19,12 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, get_args, runtime_checkable
 
 import numpy as np
 
 from index.store import sha256_file
+from qa.config import ReaderDtype
 from qa.errors import ModelNotFound
 from qa.reader.spans import MAX_ANSWER_TOKENS, best_span
 
@@ -242,8 +243,8 @@ def resolve_dtype(dtype: str, device: str = "cpu") -> str:
     >>> resolve_dtype("float32")
     'float32'
     """
-    if dtype not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"reader dtype must be auto, float32 or bfloat16, not {dtype!r}")
+    if dtype not in get_args(ReaderDtype):
+        raise ValueError(f"reader dtype must be one of {', '.join(get_args(ReaderDtype))}, not {dtype!r}")
     if dtype != "auto":
         return dtype
     if device != "cpu":
