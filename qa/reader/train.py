@@ -382,8 +382,8 @@ def _cut_answer_sentence(ex: Example) -> str | None:
 
 # -- definitional questions ("Who is X?") ----------------------------------------------------------------
 # SQuAD's questions almost never ask what or who something is (5 of the 5,478 training questions), so the
-# reader learnt to refuse "Who is Andrew Lansley?" although the passage calls him health secretary. These
-# patterns find the definitions that encyclopaedic and news prose state in passing, to ask about them.
+# reader learnt to refuse "Who is X?" even where the passage says who X is. These patterns find the
+# definitions that encyclopaedic and news prose state in passing, to ask about them.
 _CAP = r"[A-Z][\w.'’-]*"
 _DEF_NAME = rf"{_CAP}(?:\s+(?:{_CAP}|of|de|the|von|van|and)){{0,4}}(?<![\s.])"
 _DEF_ROLES = (
@@ -392,14 +392,14 @@ _DEF_ROLES = (
     "songwriter producer actor actress writer author novelist composer king queen prince princess emperor "
     "empress pope bishop archbishop mayor judge officer captain coach player scientist engineer inventor "
     "architect philosopher poet painter economist historian physicist chemist mathematician explorer "
-    "lead head member commander admiral dancer director musician guitarist drummer designer entrepreneur"
+    "lead head member commander admiral dancer musician guitarist drummer designer entrepreneur"
 ).split()
 _ROLE = rf"(?:{'|'.join(sorted(set(_DEF_ROLES), key=len, reverse=True))})"
-# "Frank Shuman, a U.S. inventor, ..." / "Guy Hains, CSC’s president of healthcare, ..."
+# "Frank Shuman, a U.S. inventor, ..." / "Jan Vos, the firm’s head of research, ..."
 _APPOSITIVE_RE = re.compile(
     rf"(?<![\w'’])(?P<name>{_DEF_NAME}), (?P<def>(?:a|an|the|{_CAP}['’]s) [^,;:()“”\"]{{2,80}}?)(?=[,;:])"
 )
-# "health secretary Andrew Lansley" / "president of healthcare Guy Hains"
+# "finance minister Karl Berg" / "chief executive Mia Holt"
 _TITLE_RE = re.compile(
     rf"(?<![\w'’])(?P<def>(?:[a-z][\w-]* ){{0,1}}{_ROLE}(?: of (?!the\b|a\b|an\b)[a-z]+)?) (?P<name>[A-Z][a-z]+(?: [A-Z][a-z]+){{1,2}})(?![\w'’])"
 )
@@ -429,7 +429,7 @@ def _plausible(name: str, definition: str, kind: str) -> bool:
     if any(w.lower().strip("’'") in _DEF_VERBS for w in words):
         return False
     if kind == "title":
-        role = next(i for i, w in enumerate(words) if re.fullmatch(_ROLE, w))
+        role = next((i for i, w in enumerate(words) if re.fullmatch(_ROLE, w)), len(words) - 1)
         return words[role] not in ("general", "lead", "head", "member") and all(
             w not in _MODIFIER_STOP and not w.endswith(("ed", "ing", "ly")) for w in words[:role]
         )
