@@ -101,19 +101,23 @@ calibrate: $(STAMP)
 	QA_READER_PASSAGES=8 QA_READER_DTYPE=$${QA_READER_DTYPE:-float32} $(PY) -m qa.cli eval squad $(SQUAD_DEV) --generator none --threshold=-1e9 --json eval/out/squad-always.json
 	$(PY) -m qa.reader.calibrate eval/out/squad-always.json
 
-# Train the span reader: the same two stages from two seeds (13, 29), exported as one reader whose two
-# members' logits are averaged, then its no-answer margin calibrated (~110 min on 2 CPU cores, minutes on a
-# GPU). Nothing trains at install time: make serve and CI use the committed weights.
+# Train the span reader: the same three stages from two seeds (13, 29), exported as one reader whose two
+# members' logits are averaged, then its no-answer margin calibrated (~125 min on 2 CPU cores, minutes on a
+# GPU). Stage 3 adds definitional questions ("Who is X?"). Nothing trains at install time: make serve and CI
+# use the committed weights.
 READER_STAGE1 = --epochs 2.5 --lr 1.5e-4
 READER_STAGE2 = --epochs 1 --lr 5e-5 --warmup 0.05 --perturb-rate 0.5
+READER_STAGE3 = --epochs 0.2 --lr 1e-5 --warmup 0.05 --perturb-rate 0.5 --definition-rate 6
 train-reader: $(STAMP)
 	$(PY) -m qa.reader.train $(READER_STAGE1) --seed 13 --out .train/reader
 	$(PY) -m qa.reader.train --init .train/reader/final $(READER_STAGE2) --seed 13 --out .train/reader-stage2
-	$(PY) -m qa.reader.export .train/reader-stage2/final --after .train/reader --out qa/reader/model
+	$(PY) -m qa.reader.train --init .train/reader-stage2/final $(READER_STAGE3) --seed 13 --out .train/reader-stage3
+	$(PY) -m qa.reader.export .train/reader-stage3/final --after .train/reader .train/reader-stage2 --out qa/reader/model
 	$(PY) -m qa.reader.train $(READER_STAGE1) --seed 29 --out .train/reader-s29
 	$(PY) -m qa.reader.train --init .train/reader-s29/final $(READER_STAGE2) --seed 29 --out .train/reader-s29-stage2
-	$(PY) -m qa.reader.export .train/reader-s29-stage2/final --after .train/reader-s29 --out qa/reader/model \
-	  --member reader-delta-b.safetensors
+	$(PY) -m qa.reader.train --init .train/reader-s29-stage2/final $(READER_STAGE3) --seed 29 --out .train/reader-s29-stage3
+	$(PY) -m qa.reader.export .train/reader-s29-stage3/final --after .train/reader-s29 .train/reader-s29-stage2 \
+	  --out qa/reader/model --member reader-delta-b.safetensors
 	$(MAKE) calibrate
 
 lint: $(STAMP)
