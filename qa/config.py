@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     reader_dtype: ReaderDtype = Field(
         "auto",
         description="the reader's arithmetic; auto: bfloat16 on CPUs with bf16 instructions (AVX512-BF16 or AMX), "
-        "float32 elsewhere. bf16 reads ~2x faster with 1 of 1,056 SQuAD decisions different (README Speed)",
+        "float32 elsewhere. bf16 reads ~2x faster with 3 of 1,056 SQuAD decisions different (README Speed)",
     )
     reader_threshold: float | None = Field(
         None,
