@@ -22,6 +22,7 @@ Category = Literal[
     "paraphrase-typo",
     "paraphrase",
     "near-miss",
+    "loosely-worded",
     "definition",
     "follow-up",
     "unanswerable",
@@ -56,6 +57,7 @@ class EvalItem(BaseModel):
     must_abstain: bool = False
     forbidden: list[str] = Field(default_factory=list)
     history: list[str] = Field(default_factory=list)
+    article: str = Field("", description="the document the question is about (near misses too), for splits by article")
     note: str = ""
 
     @model_validator(mode="after")

@@ -10,9 +10,11 @@ from eval import metrics
 from eval.dataset import CATEGORIES, DEFAULT_DATASET, DatasetError, load_dataset, support_spans
 from eval.report import aggregate, build_report, compare, deterministic_part, markdown, write
 from eval.runner import InProcess, run
+from index.documents import load_documents
 from qa.lang.squad import squad_scores
+from qa.lang.text import normalize
 from qa.pipeline import Pipeline
-from tests.conftest import tiny_reader
+from tests.conftest import ROOT, tiny_reader
 
 
 @pytest.mark.parametrize(
@@ -85,7 +87,8 @@ def test_seed_dataset_is_valid_and_complete(seed_docs):
     fresh = load_dataset(DEFAULT_DATASET.parent / "fresh.yaml")
     definitions = load_dataset(DEFAULT_DATASET.parent / "definitions.yaml")
     assert len(items) >= 50 and len(rephrased) >= 25 and len(fresh) >= 25 and len(definitions) >= 10
-    assert {i.category for i in items + rephrased + definitions} == set(CATEGORIES)
+    news = load_dataset(DEFAULT_DATASET.parent / "news-dev.yaml") + load_dataset(DEFAULT_DATASET.parent / "news-test.yaml")
+    assert {i.category for i in items + rephrased + definitions + news} == set(CATEGORIES)
     # new questions, not copies
     assert not {i.question for i in items} & {i.question for i in rephrased}
     assert not {i.question for i in items + rephrased} & {i.question for i in fresh}
@@ -269,3 +272,29 @@ def test_candidate_table_and_chart(tmp_path):
     assert text.count("\n") == len(data["candidates"]) + 1 and "stage 2 (shipped)" in text
     candidates.chart(data, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+BBC = ROOT.parent / "shared" / "benchmarks" / "bbc-news"
+
+
+def test_news_sets_are_split_by_article_and_quote_the_bbc_folder():
+    dev = load_dataset(DEFAULT_DATASET.parent / "news-dev.yaml")
+    test = load_dataset(DEFAULT_DATASET.parent / "news-test.yaml")
+    both = dev + test
+    assert len(both) >= 200 and len({i.article for i in both if i.article}) >= 40
+    assert sum(i.category == "near-miss" for i in both) >= 0.3 * len(both)
+    assert {i.article for i in dev if i.article}.isdisjoint({i.article for i in test if i.article})
+    for item in both:  # every question but the off-topic ones belongs to one article, in its own half
+        assert item.article or item.category == "unanswerable", item.id
+        assert all(s.doc != a for s in item.support for a in {i.article for i in (test if item in dev else dev)})
+    for item in both:
+        if item.category == "loosely-worded":
+            assert len(item.answers[:1] + item.all_of) >= 2 and item.forbidden, item.id  # the figure and whose
+    if not BBC.is_dir():
+        pytest.skip("../shared/benchmarks/bbc-news is not beside the repository")
+    docs = {d.doc_id: d for d in load_documents(BBC)}
+    for item in both:
+        for doc_id, start, end in support_spans(item, docs):
+            assert docs[doc_id].text[start:end]
+        for doc_id in {s.doc for s in item.support}:
+            assert not any(normalize(f) in normalize(docs[doc_id].text) for f in item.forbidden), item.id
