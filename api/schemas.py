@@ -62,6 +62,7 @@ class PassageOut(BaseModel):
 class TimingsOut(BaseModel):
     retrieve: float
     read: float
+    decide: float = Field(0.0, description="the verifier and the decision: whether the passages answer")
     generate: float
     verify: float
     total: float

@@ -140,13 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(settings.torch_threads)
 
     # The reader on exactly what the pipeline hands it: the top passages of each question, one batch.
-    batches = {
-        q: [h.passage.text for h in retriever.search(q, vectors[q], settings.reader_passages)] for q in QUESTIONS
-    }
+    from qa.decide.verifier import load_decision_config
+
+    passages = settings.reader_passages or int(load_decision_config().get("passages", 3))
+    batches = {q: [h.passage.text for h in retriever.search(q, vectors[q], passages)] for q in QUESTIONS}
     tokens = {q: sum(len(reader._tokenizer(q, p)["input_ids"]) for p in ps) for q, ps in batches.items()}
-    print(
-        f"\nreader, {settings.reader_passages} passages per question (median {statistics.median(tokens.values()):.0f} tokens):"
-    )
+    print(f"\nreader, {passages} passages per question (median {statistics.median(tokens.values()):.0f} tokens):")
     names = {"fp32": "fp32 (baseline)", "bf16": "bf16 autocast", "int8": "int8 dynamic"}
     reader_ms = {}
     for label, r in readers.items():

@@ -39,6 +39,19 @@ def register(sub) -> None:  # noqa: ANN001
     p.add_argument("--compare", type=Path, help="a baseline report.json: print improvements and regressions")
     p.add_argument("--generator", choices=["packaged", "local", "openai", "none"])
     p.add_argument("--extra-docs", type=Path, help="add these *.txt documents to a temporary copy of the corpus")
+    p.add_argument(
+        "--source",
+        dest="source_dir",
+        type=Path,
+        help="answer over this folder of *.txt articles instead of QA_SOURCE_DIR (indexed once, then reused)",
+    )
+    p.add_argument(
+        "--index-dir",
+        dest="index_dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="the index of --source (default: a folder per source under the cache, outside the repository)",
+    )
     p.add_argument("--limit", type=int, help="squad: questions to sample (default all)")
     p.add_argument("--sample-seed", type=int, default=0, help="squad: sampling seed")
     p.add_argument("--json", dest="json_out", type=Path, help="squad: where to write the JSON report")
@@ -51,7 +64,11 @@ def register(sub) -> None:  # noqa: ANN001
     p.add_argument(
         "--gold-paragraph", action="store_true", help="squad: the reader alone on each question's own paragraph"
     )
-    p.add_argument("--threshold", type=float, help="override the reader's calibrated no-answer margin")
+    p.add_argument(
+        "--answer-threshold",
+        type=float,
+        help="override the operating point (0..1; 0 answers every question, so reports hold every decision's inputs)",
+    )
     p.add_argument(
         "--batch-size",
         type=int,
@@ -79,8 +96,8 @@ def _deterministic(settings) -> None:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    if args.threshold is not None:
-        settings = settings.model_copy(update={"reader_threshold": args.threshold})
+    if args.answer_threshold is not None:
+        settings = settings.model_copy(update={"answer_threshold": args.answer_threshold})
     if args.target and args.target[0] == "squad":
         if len(args.target) != 2:
             print("usage: qa eval squad FILE [--limit N] [--sample-seed S] [--json OUT]", file=sys.stderr)
@@ -106,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         _deterministic(settings)
         if args.extra_docs:
             backend = InProcess(_pipeline_with_extra_docs(settings, args.extra_docs))
+        elif args.source_dir:
+            index_dir = getattr(args, "index_dir", None) or source_index_dir(settings.cache_dir, args.source_dir)
+            backend = InProcess(Pipeline.from_settings(settings, index_for=_fresh_index(args.source_dir, index_dir)))
         else:
             backend = InProcess(Pipeline.from_settings(settings))
     rows = run_items(items, backend, _bar("eval"), batch_size=max(1, args.batch_size))
@@ -131,6 +151,34 @@ def run(args: argparse.Namespace) -> int:
         for line in regressed:
             print(f"  - {line}")
     return 0
+
+
+def source_index_dir(cache_dir: Path, source: Path) -> Path:
+    """Where ``qa eval --source`` keeps a folder's index: one per folder, under the cache (not the repo).
+
+    Example: source_index_dir(Path("~/.cache/newsqa"), Path("../shared/benchmarks/bbc-news"))
+      -> ~/.cache/newsqa/indexes/bbc-news-<12 hex digits of the folder's resolved path>
+    """
+    import hashlib
+
+    key = hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]
+    return Path(cache_dir) / "indexes" / f"{Path(source).resolve().name}-{key}"
+
+
+def _fresh_index(source: Path, index_dir: Path):  # noqa: ANN202
+    """``index_for`` for `Pipeline.from_settings`: ``index_dir`` built from ``source`` unless already fresh."""
+    from index.documents import load_documents
+    from index.store import build_index, index_state, save_index
+
+    def index_for(embedder) -> Path:  # noqa: ANN001
+        docs = load_documents(Path(source))
+        if index_state(index_dir, docs, embedder.model_id) != "fresh":
+            bar = progress_reporter(f"indexing {len(docs)} documents", "text")
+            save_index(build_index(docs, embedder, progress=bar), index_dir)
+            print(f"indexed {source} -> {index_dir}", file=sys.stderr)
+        return index_dir
+
+    return index_for
 
 
 def _pipeline_with_extra_docs(settings, extra: Path):  # noqa: ANN001, ANN202
@@ -203,6 +251,8 @@ def run_squad(path: Path, args: argparse.Namespace, settings) -> int:  # noqa: A
     result["meta"] = {
         "generator": pipeline.generator.model_id if pipeline.generator else "none",
         "embedding_model": pipeline.embedder.model_id,
+        "decider": pipeline.decider.model_id,
+        "answer_threshold": pipeline.decider.threshold,
     }
     if args.include_trained and trained_on:  # the unseen part's scores, beside the whole run's
         held_out = {q.qid for q in squad.without_articles(chosen, trained_on)}
@@ -225,7 +275,6 @@ def _report_squad(result, path, args, docs, questions, chosen, trained, elapsed,
         "questions_asked": len(chosen),
         "sample_seed": args.sample_seed if args.limit else None,
         "reader": reader.model_id,
-        "threshold": reader.threshold,
         **result.get("meta", {}),
         "seconds": round(elapsed, 1),
     }

@@ -10,7 +10,7 @@ before any training, measured here:
   in 384-token windows, stride 128), in fp32 and with int8 dynamic quantisation of the Linear layers,
   each in a fresh process: p50/p95 over two passes, resident memory the model adds, peak RSS;
 - **training**: examples/s of real training windows (``make train-reader``'s features, batches of 32
-  grouped by length, bf16 autocast, as ``qa.reader.train`` runs), full fine-tuning (embeddings frozen)
+  grouped by length, bf16 autocast, as ``train.reader`` runs), full fine-tuning (embeddings frozen)
   and LoRA (rank 16 on every encoder Linear, base frozen); minutes per epoch of stage 2's 11,665
   features are the shipped reader's real 18 min (its committed log) scaled by each rate against MiniLM's
   in the same run;

@@ -10,7 +10,7 @@ from pathlib import Path
 from eval import metrics
 from eval.dataset import CATEGORIES
 
-STAGES = ("retrieve", "read", "generate", "verify", "total")
+STAGES = ("retrieve", "read", "decide", "generate", "verify", "total")
 DEFINITIONS = {
     "correctness": "share of questions answered correctly: must-abstain questions abstained; others answered, "
     "stating an accepted alias (amounts by value and currency) or all of `all_of`, with no forbidden string; "
@@ -27,6 +27,8 @@ DEFINITIONS = {
     "margin_auc": "how well the reader's margin (best span over no-answer) ranks questions whose best span is a "
     "correct answer above questions that must be refused or whose best span is wrong, whatever the calibrated "
     "threshold (1.0 perfect, 0.5 chance); in-process runs only",
+    "decision_auc": "the same ranking measure for the decision's probability that the chosen span is a right "
+    "answer (what the operating point QA_ANSWER_THRESHOLD cuts); in-process runs only",
     "mode_share": "share of answers by path: generated (model text passed verification), extractive, abstained",
 }
 
@@ -57,16 +59,17 @@ def aggregate(rows: Sequence[dict]) -> dict:
         "abstention_recall": None if abst["recall"] is None else round(abst["recall"], 4),
         "false_refusal_rate": None if abst["false_refusal_rate"] is None else round(abst["false_refusal_rate"], 4),
         "margin_auc": _margin_auc(rows),
+        "decision_auc": _margin_auc(rows, "p_answer"),
         "mode_share": {m: round(modes.count(m) / len(modes), 4) for m in ("generated", "extractive", "abstained")}
         if modes
         else {},
     }
 
 
-def _margin_auc(rows: Sequence[dict]) -> float | None:
-    read = [r for r in rows if r.get("margin") is not None]
-    right = [r["margin"] for r in read if r.get("span_correct")]
-    refuse_or_wrong = [r["margin"] for r in read if r["must_abstain"] or r.get("span_correct") is False]
+def _margin_auc(rows: Sequence[dict], key: str = "margin") -> float | None:
+    read = [r for r in rows if r.get(key) is not None]
+    right = [r[key] for r in read if r.get("span_correct")]
+    refuse_or_wrong = [r[key] for r in read if r["must_abstain"] or r.get("span_correct") is False]
     auc = metrics.separation_auc(right, refuse_or_wrong)
     return None if auc is None else round(auc, 4)
 
@@ -74,8 +77,8 @@ def _margin_auc(rows: Sequence[dict]) -> float | None:
 def latency(rows: Sequence[dict]) -> dict:
     return {
         stage: {
-            "p50": metrics.percentile([r["timings_ms"][stage] for r in rows], 0.5),
-            "p95": metrics.percentile([r["timings_ms"][stage] for r in rows], 0.95),
+            "p50": metrics.percentile([r["timings_ms"].get(stage, 0.0) for r in rows], 0.5),
+            "p95": metrics.percentile([r["timings_ms"].get(stage, 0.0) for r in rows], 0.95),
         }
         for stage in STAGES
     }
@@ -129,6 +132,7 @@ def markdown(report: dict, chart_name: str | None) -> str:
         "abstention_recall",
         "false_refusal_rate",
         "margin_auc",
+        "decision_auc",
     ):
         lines.append(f"| {key} | {_fmt(m.get(key))} |")
     lines.append(f"| mode_share | {', '.join(f'{k} {v:.0%}' for k, v in m['mode_share'].items())} |")

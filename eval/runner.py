@@ -50,7 +50,7 @@ def _reply(a) -> Reply:  # noqa: ANN001 - a qa.types.Answer
         ],
         passages=[{"doc_id": h.passage.doc_id, "start": h.passage.start, "end": h.passage.end} for h in a.hits],
         timings_ms=dict(a.timings_ms),
-        reading={"span": a.evidence.get("span"), "margin": a.evidence.get("margin")} if a.evidence else None,
+        reading={k: a.evidence.get(k) for k in ("span", "margin", "p_answer")} if a.evidence else None,
     )
 
 
@@ -83,7 +83,8 @@ class InProcess:
             "embedding_model": m.embedding_model,
             "generator": self.pipeline.generator.model_id if self.pipeline.generator else "none",
             "reader": self.pipeline.reader.model_id,
-            "reader_threshold": self.pipeline.reader.threshold,
+            "decider": self.pipeline.decider.model_id,
+            "answer_threshold": self.pipeline.decider.threshold,
             "index": {
                 "corpus_checksum": m.corpus_checksum,
                 "documents": m.documents,
@@ -171,6 +172,7 @@ def score_item(item: EvalItem, reply: Reply, documents: Mapping[str, Document]) 
         "reciprocal_rank": metrics.reciprocal_rank(retrieved, gold) if answerable else None,
         "timings_ms": reply.timings_ms,
         "margin": reading.get("margin"),
+        "p_answer": reading.get("p_answer"),
         # would the reader's best span, stated alone, be a correct answer (whatever the threshold did)?
         "span_correct": None
         if item.must_abstain or span is None

@@ -8,6 +8,7 @@ Nothing here knows which file it reads.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import random
@@ -37,8 +38,10 @@ def _slug(title: str) -> str:
 
 
 def load_squad(path: Path) -> tuple[list[Document], list[SquadQuestion]]:
-    """Documents (one per paragraph, id ``<article>-<n>``, title = article title) and questions."""
-    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    """Documents (one per paragraph, id ``<article>-<n>``, title = article title) and questions; the
+    file may be gzipped (``.gz``)."""
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    data = json.loads(raw.decode("utf-8"))["data"]
     docs, questions = [], []
     for article in data:
         title = str(article.get("title", "article")).replace("_", " ")

@@ -76,11 +76,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # the QA_* environment (qa.config.Settings): say which variable and why
+        for err in exc.errors():
+            name = "QA_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "configuration"
+            print(f"error: {name}: {err['msg']}", file=sys.stderr)
         return 2
 
 

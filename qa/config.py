@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The reader's arithmetic; qa.reader.reader.resolve_dtype reads the same values.
@@ -58,8 +58,12 @@ class Settings(BaseSettings):
     max_top_k: int = Field(20, ge=1)
     max_new_tokens: int = Field(32, ge=1, le=512)
 
-    reader_passages: int = Field(
-        3, ge=1, le=20, description="retrieved passages the reader reads; 3 measured best (eval/README.md)"
+    reader_passages: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        description="retrieved passages the reader reads; default: the count the decision was fitted on "
+        "(qa/decide/model/decision.json)",
     )
     reader_quantize: bool | None = Field(
         None, description="int8 dynamic quantisation of the reader; default: reader.json"
@@ -69,9 +73,12 @@ class Settings(BaseSettings):
         description="the reader's arithmetic; auto: bfloat16 on CPUs with bf16 instructions (AVX512-BF16 or AMX), "
         "float32 elsewhere. bf16 reads ~2x faster with 3 of 1,056 SQuAD decisions different (README Speed)",
     )
-    reader_threshold: float | None = Field(
+    answer_threshold: float | None = Field(
         None,
-        description="abstain when the reader's best span beats no-answer by less; default: calibrated (reader.json)",
+        ge=0.0,
+        le=1.0,
+        description="the operating point: answer when the decision's probability that the best span is a right answer "
+        "reaches this (higher: fewer, surer answers); default: the fitted one in qa/decide/model/decision.json",
     )
     torch_threads: int = Field(2, ge=1, description="2 measured fastest for SmolLM2 on 2 cores")
     faiss_threads: int = Field(1, ge=1, description="1 measured fastest for tiny queries")
@@ -92,6 +99,18 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _no_retired_settings(self) -> Settings:
+        # A retired variable would otherwise be ignored in silence, and the server would decide otherwise
+        # than its operator asked.
+        if "QA_READER_THRESHOLD" in os.environ:
+            raise ValueError(
+                "QA_READER_THRESHOLD is no longer read: whether to answer is decided by a fitted model now. "
+                "Set QA_ANSWER_THRESHOLD instead, a probability from 0 to 1 (higher: fewer, surer answers), "
+                "and unset QA_READER_THRESHOLD"
+            )
+        return self
 
 
 @functools.lru_cache(maxsize=1)

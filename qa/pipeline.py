@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from index.chunking import Passage
@@ -25,8 +25,10 @@ from index.documents import Document
 from index.embedder import Embedder, SentenceTransformerEmbedder
 from index.store import IndexData, load_index
 from qa.citations import citation_is_valid, compose, make_citation, parse_markers, strip_markers
+from qa.decide.decision import Candidate, Decider, Judgement, fake_decider, verifier_input
 from qa.errors import BadQuestion, BadRequest, Cancelled, DocumentNotFound, GeneratorError, ModelNotFound, QAError
 from qa.generate import GenerationRow, Generator, build_messages, clean_generation, generate_many
+from qa.lang.attribution import attributed_lead
 from qa.lang.injection import looks_like_instruction
 from qa.lang.text import is_blank
 from qa.question import Question, parse_question
@@ -54,9 +56,22 @@ class PipelineOptions:
             max_question_chars=settings.max_question_chars,
             default_top_k=settings.default_top_k,
             max_top_k=settings.max_top_k,
-            read_passages=settings.reader_passages,
+            read_passages=settings.reader_passages or PipelineOptions.read_passages,
             max_new_tokens=settings.max_new_tokens,
         )
+
+
+LOOSE_REASON = "loosely worded: the quote gives this figure or name another party or role than the question does"
+
+
+def loose_answer(quotes: Sequence[str]) -> str:
+    """The answer to a loosely worded question: what the quotes state, in their own words, so that whose the
+    figure is comes from the article and never from the question's wording.
+
+    Example: loose_answer(["The NHS will save £1bn from CSC's contract."])
+      -> "The articles put it differently. “The NHS will save £1bn from CSC's contract.” [1]"
+    """
+    return "The articles put it differently. " + compose(quotes, None)
 
 
 def _abstain_text(reason: str) -> str:
@@ -87,6 +102,8 @@ class _Row:
     evidence: dict = field(default_factory=dict)
     citations: tuple[Citation, ...] = ()
     span: str = ""
+    loose: bool = False  # the verifier reads the question as giving a party of the quote another role
+    lead: str | None = None  # then the quote's own words saying whose the figure is (qa.lang.attribution)
 
     @property
     def shown(self) -> tuple[Hit, ...]:
@@ -102,6 +119,7 @@ class _Found:
     doc_start: int
     doc_end: int
     sentences: tuple[tuple[int, int], ...]  # doc offsets of the sentence(s) holding the span
+    candidate: Candidate | None = None  # what the decision reads of it
 
 
 class Pipeline:
@@ -115,11 +133,14 @@ class Pipeline:
         options: PipelineOptions = PipelineOptions(),
         *,
         reader: Reader,
+        decider: Decider | None = None,
     ) -> None:
         self.data = data
         self.embedder = embedder
         self.generator = generator
         self.reader = reader
+        # Without a trained decider (fast tests), the reader's margin alone decides, at its threshold.
+        self.decider = decider if decider is not None else fake_decider(getattr(reader, "threshold", 0.0))
         self.options = options
         self.retriever = Retriever(data, embedder)
         self._lock = threading.Lock()
@@ -131,11 +152,14 @@ class Pipeline:
         progress: Callable[[str], None] | None = None,
         *,
         index_for: Callable[[Embedder], Path] | None = None,
+        decide: bool = True,
     ) -> Pipeline:
         """Load the embedder, the index, the reader and the generator the settings name (heavy: seconds).
 
         ``index_for(embedder)`` gives another index folder (it may build it first), for the eval-only
-        corpora (SQuAD, extra documents); default: ``settings.index_dir``."""
+        corpora (SQuAD, extra documents); default: ``settings.index_dir``. ``decide=False`` skips the trained
+        decision (for tools that read the candidates it would judge: ``train/candidates.py``)."""
+        from qa.decide.decision import make_decider
         from qa.generate import make_generator
         from qa.reader.reader import make_reader
 
@@ -147,12 +171,16 @@ class Pipeline:
         embedder.warm_up()
         data = load_index(index_for(embedder) if index_for else Path(settings.index_dir), embedder)
         reader = make_reader(settings)
+        decider = make_decider(settings) if decide else None
         generator = make_generator(settings, progress)
-        return cls(data, embedder, generator, PipelineOptions.from_settings(settings), reader=reader)
+        options = PipelineOptions.from_settings(settings)
+        if settings.reader_passages is None and decider is not None:  # read what the decision was fitted on
+            options = replace(options, read_passages=decider.passages)
+        return cls(data, embedder, generator, options, reader=reader, decider=decider)
 
     def with_data(self, data: IndexData) -> Pipeline:
         """The same models over another index (documents added or removed)."""
-        return Pipeline(data, self.embedder, self.generator, self.options, reader=self.reader)
+        return Pipeline(data, self.embedder, self.generator, self.options, reader=self.reader, decider=self.decider)
 
     # -- documents -------------------------------------------------------------------------------
     @property
@@ -239,22 +267,34 @@ class Pipeline:
         for row in rows:
             if row.q.is_instruction:  # a question that gives the system orders is not a question about the articles
                 reason = "the question gives instructions instead of asking about them"
-                results[row.i] = self._abstain(row, reason, t0, t1, t1)
+                results[row.i] = self._abstain(row, reason, (t0, t1, t1, t1))
             else:
                 reading.append(row)
-        readings_of = self.reader.read_many(
-            [(row.q.query, [self._readable(h.passage) for h in row.hits[:n_read]]) for row in reading]
+        texts = [[self._readable(h.passage) for h in row.hits[:n_read]] for row in reading]
+        readings_of = self.reader.read_many([(row.q.query, t) for row, t in zip(reading, texts, strict=True)])
+        t_read = time.perf_counter()
+        found_of = [
+            self._candidates(readings, row.hits[:n_read], t)
+            for row, readings, t in zip(reading, readings_of, texts, strict=True)
+        ]
+        judged_of = self.decider.judge_many(
+            [(row.q, [f.candidate for f in found]) for row, found in zip(reading, found_of, strict=True)]
         )
         t2 = time.perf_counter()
         phrasing = []
-        for row, readings in zip(reading, readings_of, strict=True):
-            found = self._choose(readings, row.hits[:n_read])
-            row.evidence = self._evidence(found, readings)
-            if found is None or found.reading.margin < self.reader.threshold:
-                results[row.i] = self._abstain(row, "none of the closest passages answers the question", t0, t1, t2)
+        for row, readings, found, judged in zip(reading, readings_of, found_of, judged_of, strict=True):
+            best = max(range(len(found)), key=lambda n: (judged[n].score, found[n].reading.margin), default=None)
+            row.evidence = self._evidence(
+                None if best is None else found[best], None if best is None else judged[best], readings
+            )
+            if best is None or judged[best].p < self.decider.threshold:
+                reason = "none of the closest passages answers the question"
+                results[row.i] = self._abstain(row, reason, (t0, t1, t_read, t2))
                 continue
-            row.citations = self._cite(found, readings, row.hits[:n_read])
-            row.span = found.reading.span or ""
+            row.citations = self._cite(best, found, judged)
+            row.span = found[best].reading.span or ""
+            row.lead = attributed_lead(row.citations[0].quote, row.span, row.q.names)
+            row.loose = judged[best].loose or row.lead is not None
             phrasing.append(row)
         generated = self._phrase(phrasing)
         t3 = time.perf_counter()
@@ -262,7 +302,7 @@ class Pipeline:
             if row.job.cancel is not None and row.job.cancel.is_set():
                 results[row.i] = Cancelled("the request was cancelled before its answer was verified")
                 continue
-            answer, mode, reason = self._verified(row.q, row.span, row.citations, text)
+            answer, mode, reason = self._verified(row, text)
             t4 = time.perf_counter()
             results[row.i] = Answer(
                 row.q.text,
@@ -270,7 +310,7 @@ class Pipeline:
                 mode,
                 row.citations,
                 row.shown,
-                _timings(t0, t1, t2, t3, t4),
+                _timings(t0, t1, t_read, t2, t3, t4),
                 failure or reason,
                 text,
                 row.span,
@@ -291,19 +331,23 @@ class Pipeline:
                 text = text[:a] + " " * (b - a) + text[b:]
         return text
 
-    def _choose(self, readings: Sequence[Reading], hits: Sequence[Hit]) -> _Found | None:
-        """The span with the highest margin over its passage's no-answer score, located in its document.
+    def _candidates(self, readings: Sequence[Reading], hits: Sequence[Hit], texts: Sequence[str]) -> list[_Found]:
+        """Every passage's span, located in its document, as the decision reads it; best margin first.
 
-        A span that reaches across a blanked instruction sentence would quote it: the next one is taken.
+        A span that reaches across a blanked instruction sentence would quote it: it is no candidate.
         """
-        candidates = sorted((r for r in readings if r.span and r.span.strip()), key=lambda r: (-r.margin, r.passage))
         docs = self.data.documents
-        for reading in candidates:
-            found = self._locate(reading, hits[reading.passage])
-            text = docs[found.hit.passage.doc_id].text
-            if not any(looks_like_instruction(text[a:b]) for a, b in found.sentences):
-                return found
-        return None
+        out = []
+        for reading in sorted((r for r in readings if r.span and r.span.strip()), key=lambda r: (-r.margin, r.passage)):
+            hit = hits[reading.passage]
+            text = docs[hit.passage.doc_id].text
+            found = self._locate(reading, hit)
+            if any(looks_like_instruction(text[a:b]) for a, b in found.sentences):
+                continue
+            window = verifier_input(texts[reading.passage], reading.start or 0, reading.end or 0)
+            candidate = Candidate(reading.span or "", window, text, reading.margin, reading.passage + 1, hit.dense)
+            out.append(replace(found, candidate=candidate))
+        return out
 
     def _locate(self, reading: Reading, hit: Hit) -> _Found:
         p = hit.passage
@@ -315,22 +359,23 @@ class Pipeline:
         )
         return _Found(reading, hit, start, end, sentences or ((start, end),))
 
-    def _cite(self, found: _Found, readings: Sequence[Reading], hits: Sequence[Hit]) -> tuple[Citation, ...]:
-        """The sentence(s) holding the span, then corroboration: another passage whose own span states
-        the same value and also clears the margin (e.g. the other article's "£1bn")."""
-        doc_id = found.hit.passage.doc_id
+    def _cite(self, best: int, found: Sequence[_Found], judged: Sequence[Judgement]) -> tuple[Citation, ...]:
+        """The sentence(s) holding the chosen span, then corroboration: another passage whose own span states
+        the same value and also reaches the operating point (e.g. the other article's "£1bn")."""
+        chosen = found[best]
         docs = self.data.documents
-        first = (found.sentences[0][0], found.sentences[-1][1])
-        spans: list[tuple[str, int, int]] = [(doc_id, *first)]
-        span = found.reading.span or ""
-        for r in sorted(readings, key=lambda r: -r.margin):
+        spans: list[tuple[str, int, int]] = [
+            (chosen.hit.passage.doc_id, chosen.sentences[0][0], chosen.sentences[-1][1])
+        ]
+        span = chosen.reading.span or ""
+        for n in sorted(range(len(found)), key=lambda n: -judged[n].p):
             if len(spans) >= self.options.max_citations:
                 break
-            if r is found.reading or not r.span or r.margin < self.reader.threshold:
+            other = found[n]
+            if n == best or judged[n].p < self.decider.threshold:
                 continue
-            if not (states_value(r.span, span) or states_value(span, r.span)):
+            if not (states_value(other.reading.span or "", span) or states_value(span, other.reading.span or "")):
                 continue
-            other = self._locate(r, hits[r.passage])
             key = (other.hit.passage.doc_id, other.sentences[0][0], other.sentences[-1][1])
             if all(not (k[0] == key[0] and k[1] < key[2] and key[1] < k[2]) for k in spans):
                 spans.append(key)
@@ -346,7 +391,7 @@ class Pipeline:
             return out
         by_limit: dict[int, list[int]] = {}
         for n, row in enumerate(rows):
-            if not looks_like_instruction(row.citations[0].quote):
+            if not row.loose and not looks_like_instruction(row.citations[0].quote):
                 limit = min(self.options.max_new_tokens, row.job.max_new_tokens or self.options.max_new_tokens)
                 by_limit.setdefault(limit, []).append(n)
         for limit, members in by_limit.items():
@@ -370,9 +415,12 @@ class Pipeline:
                 out[n] = (text, "")
         return out
 
-    def _verified(
-        self, q: Question, span: str, citations: tuple[Citation, ...], generated: str | None
-    ) -> tuple[str, AnswerMode, str]:
+    def _verified(self, row: _Row, generated: str | None) -> tuple[str, AnswerMode, str]:
+        q, span, citations = row.q, row.span, row.citations
+        if row.lead is not None:  # the question gives a party of the quote another role: say whose it is
+            return compose([c.quote for c in citations], row.lead), AnswerMode.EXTRACTIVE, LOOSE_REASON
+        if row.loose:
+            return loose_answer([c.quote for c in citations]), AnswerMode.EXTRACTIVE, LOOSE_REASON
         reason = "no generator configured"
         if generated is not None:
             text = clean_generation(generated)
@@ -386,7 +434,7 @@ class Pipeline:
             reason = "generated answer failed verification: " + "; ".join(problems)
         return compose([c.quote for c in citations], span), AnswerMode.EXTRACTIVE, reason
 
-    def _abstain(self, row: _Row, reason: str, t0: float, t1: float, t2: float) -> Answer:
+    def _abstain(self, row: _Row, reason: str, marks: tuple[float, float, float, float]) -> Answer:
         now = time.perf_counter()
         return Answer(
             row.q.text,
@@ -394,17 +442,20 @@ class Pipeline:
             AnswerMode.ABSTAINED,
             (),
             row.shown,
-            _timings(t0, t1, t2, t2, now),
+            _timings(*marks, marks[-1], now),
             reason,
             evidence=row.evidence,
         )
 
-    def _evidence(self, found: _Found | None, readings: Sequence[Reading]) -> dict:
-        """What the decision used, for the eval reports and the calibration."""
+    def _evidence(self, found: _Found | None, judgement: Judgement | None, readings: Sequence[Reading]) -> dict:
+        """What the decision used, for the eval reports and the fitting."""
         return {
             "span": found.reading.span if found else None,
             "margin": round(found.reading.margin, 4) if found else None,
-            "threshold": self.reader.threshold,
+            "p_answer": judgement.p if judgement else None,
+            "choose_score": judgement.score if judgement else None,
+            "threshold": self.decider.threshold,
+            "features": judgement.features if judgement else None,
             "passage_rank": found.reading.passage + 1 if found else None,
             "readings": [[r.span, round(r.score, 3), round(r.null, 3)] if r.span else None for r in readings],
         }
@@ -414,11 +465,12 @@ def _invents(partial: str, *, quote: str) -> bool:
     return early_reject(partial, [quote])
 
 
-def _timings(t0: float, t1: float, t2: float, t3: float, t4: float) -> dict[str, float]:
+def _timings(t0: float, t1: float, t_read: float, t2: float, t3: float, t4: float) -> dict[str, float]:
     ms = lambda a, b: round((b - a) * 1000, 2)  # noqa: E731
     return {
         "retrieve": ms(t0, t1),
-        "read": ms(t1, t2),
+        "read": ms(t1, t_read),
+        "decide": ms(t_read, t2),
         "generate": ms(t2, t3),
         "verify": ms(t3, t4),
         "total": ms(t0, t4),

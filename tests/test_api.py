@@ -26,7 +26,7 @@ def test_ask_contract(client, tiny_pipeline):
         doc = client.get(f"/v1/documents/{c['doc_id']}").json()
         assert doc["text"][c["start"] : c["end"]] == c["quote"]
     assert set(body["passages"][0]) == {"doc_id", "title", "start", "end", "text", "score"}
-    assert set(body["timings_ms"]) == {"retrieve", "read", "generate", "verify", "total"}
+    assert set(body["timings_ms"]) == {"retrieve", "read", "decide", "generate", "verify", "total"}
 
 
 def test_abstention_over_http(client):

@@ -30,3 +30,16 @@ def test_a_long_passage_is_cut_with_an_ellipsis_on_one_line(tiny_pipeline):
     whole = " ".join(answer.hits[0].passage.text.split())
     assert len(whole) > 20
     assert line.split("  ", 2)[2] == whole[:19].rstrip() + "…"
+
+
+def test_a_bad_or_retired_setting_is_one_clear_line_and_exit_2(monkeypatch, capsys):
+    from qa.cli import main
+
+    monkeypatch.setenv("QA_READER_THRESHOLD", "2.6")
+    assert main(["index", "build", "--if-stale"]) == 2
+    err = capsys.readouterr().err
+    assert "QA_ANSWER_THRESHOLD" in err and "Traceback" not in err
+    monkeypatch.delenv("QA_READER_THRESHOLD")
+    monkeypatch.setenv("QA_ANSWER_THRESHOLD", "1.5")  # a probability: at most 1
+    assert main(["index", "build", "--if-stale"]) == 2
+    assert "QA_ANSWER_THRESHOLD" in capsys.readouterr().err

@@ -87,7 +87,9 @@ def test_seed_dataset_is_valid_and_complete(seed_docs):
     fresh = load_dataset(DEFAULT_DATASET.parent / "fresh.yaml")
     definitions = load_dataset(DEFAULT_DATASET.parent / "definitions.yaml")
     assert len(items) >= 50 and len(rephrased) >= 25 and len(fresh) >= 25 and len(definitions) >= 10
-    news = load_dataset(DEFAULT_DATASET.parent / "news-dev.yaml") + load_dataset(DEFAULT_DATASET.parent / "news-test.yaml")
+    news = load_dataset(DEFAULT_DATASET.parent / "news-dev.yaml") + load_dataset(
+        DEFAULT_DATASET.parent / "news-test.yaml"
+    )
     assert {i.category for i in items + rephrased + definitions + news} == set(CATEGORIES)
     # new questions, not copies
     assert not {i.question for i in items} & {i.question for i in rephrased}

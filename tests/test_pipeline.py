@@ -136,7 +136,7 @@ def test_top_k_limits_passages(tiny_pipeline):
 
 def test_timings_are_reported(tiny_pipeline):
     t = tiny_pipeline.ask("How many libraries does the council run?").timings_ms
-    assert set(t) == {"retrieve", "read", "generate", "verify", "total"}
+    assert set(t) == {"retrieve", "read", "decide", "generate", "verify", "total"}
     assert t["total"] >= t["retrieve"] >= 0
 
 

@@ -91,7 +91,7 @@ LONG = (
 
 
 def _article():
-    from qa.reader.train import Example
+    from train.reader import Example
 
     context = "The Normans reached Italy in 999. The first Norman king was Roger. Their castles were stone."
     other = "Sweden joined the union in 1995. Stockholm hosted the talks."
@@ -114,7 +114,7 @@ def _article():
 def test_perturbed_negatives_change_the_question_not_the_paragraph():
     import random
 
-    from qa.reader.train import perturbed_negatives
+    from train.reader import perturbed_negatives
 
     articles = _article()
     out = perturbed_negatives(articles, random.Random(0), rate=1.0)
@@ -130,7 +130,7 @@ def test_perturbed_negatives_change_the_question_not_the_paragraph():
 def test_synthetic_negatives_never_hold_the_answer():
     import random
 
-    from qa.reader.train import synthetic_negatives
+    from train.reader import synthetic_negatives
 
     articles = _article()
     out = synthetic_negatives(articles, random.Random(0), rate=1.0)
@@ -143,7 +143,7 @@ def test_synthetic_negatives_never_hold_the_answer():
 def test_swapped_negatives_take_a_name_of_the_article_that_the_answer_sentence_lacks():
     import random
 
-    from qa.reader.train import Example, _answer_sentence, swapped_negatives
+    from train.reader import Example, _answer_sentence, swapped_negatives
 
     context = (
         "The Normans reached Italy in 999, while the Lombards stayed in the north. Later the Lombards "
@@ -170,7 +170,7 @@ def test_swapped_negatives_take_a_name_of_the_article_that_the_answer_sentence_l
 def test_paraphrased_positives_reword_shared_words_and_keep_the_answer():
     import random
 
-    from qa.reader.train import Example, paraphrased_positives
+    from train.reader import Example, paraphrased_positives
 
     context = "The deadline was extended until 1 June after talks with the company stalled."
     ex = Example("q1", "Deal", context, "Until when was the deadline extended?", [("1 June", context.index("1 June"))])
@@ -191,7 +191,7 @@ def test_paraphrased_positives_reword_shared_words_and_keep_the_answer():
 def test_word_neighbours_skip_inflections_and_flipped_qualifiers():
     import torch
 
-    from qa.reader.train import word_neighbours
+    from train.reader import word_neighbours
 
     class Tok:
         tokens = ["[PAD]", "postponed", "postpone", "delayed", "cancelled", "##ed", "first", "last", "tree"]
@@ -220,57 +220,10 @@ def test_word_neighbours_skip_inflections_and_flipped_qualifiers():
     assert got == {"postponed": ["delayed", "cancelled"]}  # not "postpone", "##ed", "last"; "first" is a qualifier
 
 
-def test_a_soup_averages_checkpoints_into_a_folder_export_reads(tmp_path):
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from qa.reader.soup import average, soup
-
-    runs = []
-    for i, value in enumerate((0.0, 2.0, 4.0)):
-        final = tmp_path / f"run{i}" / "final"
-        final.mkdir(parents=True)
-        save_file(
-            {"w": torch.full((2,), value), "b": torch.tensor([i], dtype=torch.float16)},
-            str(final / "model.safetensors"),
-        )
-        (final / "config.json").write_text("{}")
-        (final.parent / "train_log.jsonl").write_text('{"step": 1, "epoch": 1.0, "loss": 1.0}\n')
-        runs.append(final)
-    out = soup(runs, tmp_path / "soup")
-    got = load_file(str(out / "model.safetensors"))
-    assert torch.equal(got["w"], torch.full((2,), 2.0)) and got["b"].dtype == torch.float16 and got["b"].item() == 1.0
-    assert (out / "config.json").is_file() and (out.parent / "train_log.jsonl").is_file()
-    assert json.loads((out.parent / "train_meta.json").read_text())["soup_of"][2].endswith("run2/final")
-    with pytest.raises(ValueError, match="same tensors"):
-        average([{"w": torch.zeros(1)}, {"v": torch.zeros(1)}])
-
-
-def test_a_soup_moved_toward_the_base_keeps_the_fresh_head(tmp_path):
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from qa.reader.soup import soup, toward
-
-    final = tmp_path / "run" / "final"
-    final.mkdir(parents=True)
-    save_file(
-        {"bert.w": torch.tensor([2.0, 4.0]), "qa_outputs.weight": torch.tensor([1.0])}, str(final / "model.safetensors")
-    )
-    base = {"bert.w": torch.zeros(2), "qa_outputs.weight": torch.tensor([9.0])}  # a random head in the base
-    out = soup([final], tmp_path / "wise", base_weight=0.25, base=base)
-    got = load_file(str(out / "model.safetensors"))
-    assert torch.allclose(got["bert.w"], torch.tensor([1.5, 3.0])) and got["qa_outputs.weight"].item() == 1.0
-    assert json.loads((out.parent / "train_meta.json").read_text())["base_weight"] == 0.25
-    assert torch.equal(toward({"w": torch.ones(2)}, {"w": torch.ones(3)}, 0.5)["w"], torch.ones(2))  # shape differs
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        toward({}, {}, 1.5)
-
-
 def test_passage_windows_are_index_passages_with_the_answer_and_without_it():
     import random
 
-    from qa.reader.train import Example, passage_windows
+    from train.reader import Example, passage_windows
 
     context = (
         "The council met on Monday. It agreed a budget of £2.5bn for the year. The mayor welcomed it. "
@@ -287,7 +240,7 @@ def test_passage_windows_are_index_passages_with_the_answer_and_without_it():
 
 
 def test_definitions_find_appositives_titles_and_copulas_but_not_their_false_friends():
-    from qa.reader.train import definitions
+    from train.reader import definitions
 
     def found(text: str) -> list[tuple[str, str]]:
         out = []
@@ -311,7 +264,7 @@ def test_definitions_find_appositives_titles_and_copulas_but_not_their_false_fri
 def test_definition_questions_ask_who_or_what_and_pair_each_with_a_paragraph_that_never_names_it():
     import random
 
-    from qa.reader.train import Example, definition_questions
+    from train.reader import Example, definition_questions
 
     one = "The plan is backed by finance minister Karl Berg. It passed."
     two = "Harbour Rail is a privately held freight railroad that runs at night. Trains are slow."
@@ -336,7 +289,7 @@ def test_definition_questions_ask_who_or_what_and_pair_each_with_a_paragraph_tha
 def test_layer_decay_gives_lower_layers_smaller_learning_rates():
     from transformers import BertConfig, BertForQuestionAnswering
 
-    from qa.reader.train import param_groups
+    from train.reader import param_groups
 
     model = BertForQuestionAnswering(
         BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=3, num_attention_heads=2, intermediate_size=16)

@@ -102,7 +102,7 @@ class TransformerReader:
     instructions, ``resolve_dtype``) runs the matmuls in bfloat16 under autocast. Windows of
     ``max_length`` tokens with ``stride`` overlap cover passages longer than one window.
 
-    reader.json may list several fine-tuned ``members`` (``python -m qa.reader.export --member``): each reads
+    reader.json may list several fine-tuned ``members`` (``python -m train.export --member``): each reads
     every window and their start/end logits are averaged, a logit ensemble. They share the frozen
     embeddings. What ships has two members, the same recipe from two seeds (the model card; ``eval/README.md``).
     """
@@ -356,7 +356,6 @@ def make_reader(settings) -> TransformerReader:  # noqa: ANN001
     """The committed reader with the settings' overrides, warmed up."""
     reader = TransformerReader(
         quantize=settings.reader_quantize,
-        threshold=settings.reader_threshold,
         dtype=settings.reader_dtype,
         device=settings.device,
     )

@@ -128,8 +128,8 @@ def test_a_second_member_is_averaged_in_and_checked(tmp_path):
     import torch
 
     from qa.errors import ModelNotFound
-    from qa.reader.export import add_member
     from qa.reader.reader import CONFIG_FILE, MODEL_DIR
+    from train.export import add_member
 
     model_dir = tmp_path / "model"  # the shipped reader cut down to its first member
     shutil.copytree(MODEL_DIR, model_dir)

@@ -77,6 +77,40 @@ def test_openai_sdk_against_the_real_server(server):
     assert "171" in "".join(pieces)
 
 
+def test_the_mission_example_through_the_sdk(server):
+    """README's example through the OpenAI SDK: the loosely worded question is answered with the NHS's
+    £1bn, in the quote's words."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused")
+    done = client.chat.completions.create(
+        model="newsqa", messages=[{"role": "user", "content": "How much is CSC saving?"}]
+    )
+    text = done.choices[0].message.content
+    assert ("£1 billion" in text or "£1bn" in text) and "NHS" in text, text
+    assert done.model_extra["citations"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss (eval/README.md, Answerability): the reader reads the follow-up with the first turn's words "
+    "('… csc saving'), finds '£1.8 billion' in the first passage at margin -1.0, and the decision gives P 0.37 < 0.49",
+)
+def test_the_mission_example_sdk_follow_up(server):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused")
+    first = [{"role": "user", "content": "How much is CSC saving?"}]
+    text = client.chat.completions.create(model="newsqa", messages=first).choices[0].message.content
+    follow = [
+        *first,
+        {"role": "assistant", "content": text},
+        {"role": "user", "content": "And how much across the whole programme?"},
+    ]
+    again = client.chat.completions.create(model="newsqa", messages=follow).choices[0].message.content
+    assert "£1.8" in again, again
+
+
 def test_the_server_log_is_one_json_object_per_line(server, server_log):
     # Loading the models once drew transformers' "Loading weights" bars into it (index.embedder.quiet_loading).
     assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200

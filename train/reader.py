@@ -32,10 +32,10 @@ sets worse than stage 2. They stay as options for a longer run on a GPU:
 
 Example (the two stages ``make train-reader`` runs, then the export)::
 
-    python -m qa.reader.train --epochs 2.5 --lr 1.5e-4 --out .train/reader
-    python -m qa.reader.train --init .train/reader/final --epochs 1 --lr 5e-5 --warmup 0.05 \
+    python -m train.reader --epochs 2.5 --lr 1.5e-4 --out .train/reader
+    python -m train.reader --init .train/reader/final --epochs 1 --lr 5e-5 --warmup 0.05 \
         --perturb-rate 0.5 --out .train/reader-stage2
-    python -m qa.reader.export .train/reader-stage2/final --after .train/reader
+    python -m train.export .train/reader-stage2/final --after .train/reader
 """
 
 from __future__ import annotations
@@ -48,8 +48,12 @@ import random
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from qa.lang.squad import squad_scores
+from train.loop import StepLog, optimizer_step, padded
 
 TRAIN_FILE = Path("../shared/benchmarks/squad2-train-partial.json.gz")
 DEV_FILE = Path("../shared/benchmarks/squad2-dev-a.json")
@@ -569,25 +573,65 @@ def batches(feats: list[dict], batch_size: int, rng: random.Random | None):
 def collate(rows: list[dict]) -> dict:
     import torch
 
-    width = max(len(r["input_ids"]) for r in rows)
-    ids = torch.zeros((len(rows), width), dtype=torch.long)
-    types = torch.zeros_like(ids)
-    mask = torch.zeros_like(ids)
-    for k, r in enumerate(rows):
-        n = len(r["input_ids"])
-        ids[k, :n] = torch.tensor(r["input_ids"])
-        types[k, :n] = torch.tensor(r["token_type_ids"])
-        mask[k, :n] = 1
     return {
-        "input_ids": ids,
-        "token_type_ids": types,
-        "attention_mask": mask,
+        **padded(rows),
         "start_positions": torch.tensor([r["start"] for r in rows]),
         "end_positions": torch.tensor([r["end"] for r in rows]),
     }
 
 
 # -- validation -------------------------------------------------------------------------------------
+# Held-out F1 while training: the reader's margin rule (answer when span score - no-answer score >= t) at
+# t = 0 and at the t that scores best on the validation questions. What ships decides with
+# ``qa.decide`` instead; these only track training.
+def _answered_f1(r: dict) -> float:
+    """SQuAD F1 of answering the row with its span (0 for an unanswerable question), computed once."""
+    span = r["evidence"].get("span") or ""
+    key = ("_f1", span)
+    if r.get("_f1_key") != key:
+        r["_f1_key"], r["_f1"] = key, (0.0 if r["impossible"] else squad_scores(span, r["gold"])[1])
+    return r["_f1"]
+
+
+def score_at(rows: Sequence[dict], t: float) -> dict[str, float]:
+    """SQuAD 2.0 scores (in %) when answering the rows whose margin is at least ``t``.
+
+    Abstaining scores 1 on an unanswerable question and 0 on an answerable one (official rules)."""
+    has_f1, no_ok, answered = [], [], []
+    for r in rows:
+        margin = r["evidence"].get("margin")
+        answers = margin is not None and margin >= t and bool(r["evidence"].get("span"))
+        answered.append(answers)
+        if r["impossible"]:
+            no_ok.append(0.0 if answers else 1.0)
+        else:
+            has_f1.append(_answered_f1(r) if answers else 0.0)
+    mean = lambda xs: round(100 * sum(xs) / len(xs), 2) if xs else 0.0  # noqa: E731
+    return {"f1": mean(has_f1 + no_ok), "has_f1": mean(has_f1), "noans": mean(no_ok), "answered": mean(answered)}
+
+
+def candidates(rows: Sequence[dict]) -> list[float]:
+    margins = sorted({r["evidence"]["margin"] for r in rows if r["evidence"].get("margin") is not None})
+    mids = [(a + b) / 2 for a, b in zip(margins, margins[1:], strict=False)]
+    return [margins[0] - 1] + mids[:: max(1, len(mids) // 400)] + [margins[-1] + 1] if margins else [0.0]
+
+
+MIN_HAS_F1 = 45.0
+
+
+def fit_margin(rows: Sequence[dict], min_has_f1: float = MIN_HAS_F1) -> tuple[float, dict]:
+    """The margin with the best overall F1 among those that keep HasAns F1 >= ``min_has_f1``.
+
+    Why the floor: with SQuAD 2.0's adversarial unanswerables, plain F1 is maximised by abstaining on
+    most questions (see the curve), which beats the null baseline by saying nothing. The product must
+    answer, so the margin may not trade answerable questions below the floor (0 disables it).
+    """
+    scored = [(score_at(rows, t), t) for t in candidates(rows)]
+    allowed = [(s, t) for s, t in scored if s["has_f1"] >= min_has_f1] or scored
+    best, t = max(allowed, key=lambda st: (st[0]["f1"], -abs(st[1])))
+    return t, best
+
+
 def predict(model, tokenizer, examples: list[Example], max_length: int, stride: int, batch_size: int, device: str):  # noqa: ANN001
     """One `Reading` per example, post-processed exactly as the served reader does."""
     import torch
@@ -612,7 +656,7 @@ def predict(model, tokenizer, examples: list[Example], max_length: int, stride: 
 
 
 def validation_rows(examples: list[Example], readings) -> list[dict]:  # noqa: ANN001
-    """Examples and their readings in the rows `qa.reader.calibrate` scores (margin = span - null)."""
+    """Examples and their readings in the rows `score_at` scores (margin = span - null)."""
     return [
         {
             "article": ex.title,
@@ -626,7 +670,7 @@ def validation_rows(examples: list[Example], readings) -> list[dict]:  # noqa: A
 
 # -- main -------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.reader.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.reader", description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-file", type=Path, default=TRAIN_FILE)
     parser.add_argument("--dev-file", type=Path, default=DEV_FILE)
     parser.add_argument("--holdout", type=int, default=3, help="last N dev articles never trained on (≥ 3)")
@@ -674,8 +718,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-    from qa.reader.calibrate import fit, score_at
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -750,34 +792,18 @@ def main(argv: list[str] | None = None) -> int:
     epoch = 0
     while step < total:
         epoch += 1
-        running = []
+        steps = StepLog(log, bar, steps_per_epoch, t0)
         for _, batch in batches(feats, args.batch_size, rng):
             batch = {k: v.to(args.device) for k, v in batch.items()}
             with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
                 loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            value = optimizer_step(loss, params, opt, sched)
             step += 1
-            running.append(loss.item())
-            bar.update(1)
-            if step % 20 == 0:
-                row = {
-                    "step": step,
-                    "epoch": round(step / steps_per_epoch, 3),
-                    "loss": round(sum(running[-20:]) / len(running[-20:]), 4),
-                    "lr": max(sched.get_last_lr()),
-                    "elapsed_s": round(time.time() - t0, 1),
-                }
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                bar.set_postfix(loss=row["loss"])
+            steps.record(step, value, max(sched.get_last_lr()))
             if step >= total:
                 break
         rows = validation_rows(val, predict(model, tokenizer, val, args.max_length, args.stride, 64, args.device))
-        margin, tuned = fit(rows, min_has_f1=0.0)
+        margin, tuned = fit_margin(rows, min_has_f1=0.0)
         row = {
             "step": step,
             "epoch": round(step / steps_per_epoch, 3),

@@ -6,12 +6,12 @@ articles were trained on, the no-answer margin) and ``training.png`` (loss and v
 
 ``--member FILE`` instead adds the checkpoint to the reader already in ``--out`` as one more member, its
 overlay written as FILE and its logits averaged with the others' (a logit ensemble: what ships is two
-seeds of the same recipe, ``make train-reader``); re-calibrate the margin after.
+seeds of the same recipe, ``make train-reader``); then refit the decision, which reads the reader's margins (``make train-verifier``).
 
 Example::
 
-    python -m qa.reader.export .train/reader-stage2/final --after .train/reader --out qa/reader/model
-    python -m qa.reader.export .train/reader-s29-stage2/final --after .train/reader-s29 \
+    python -m train.export .train/reader-stage2/final --after .train/reader --out qa/reader/model
+    python -m train.export .train/reader-s29-stage2/final --after .train/reader-s29 \
         --member reader-delta-b.safetensors
 """
 
@@ -114,7 +114,7 @@ def add_member(checkpoint: Path, out: Path, name: str, *, after: Sequence[Path] 
     """Add ``checkpoint`` to the reader in ``out`` as one more member whose logits are averaged with the others'.
 
     Writes its overlay as ``out/name`` and lists it under ``members`` in reader.json (the existing weights
-    first). The no-answer margin is left as it is: re-calibrate (``make calibrate``) before trusting it.
+    first). The decision reads the reader's margins: refit it (``make train-verifier``) before trusting the answers.
     """
     if name == WEIGHTS_FILE or "/" in name or not name.endswith(".safetensors"):
         raise ValueError(f"a member needs its own .safetensors file name in {out.name}/, not {name!r}")
@@ -155,8 +155,8 @@ def plot_training(log: Path, png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.reader.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="a folder written by qa.reader.train (e.g. .train/reader/final)")
+    parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="a folder written by train.reader (e.g. .train/reader/final)")
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
     parser.add_argument(
         "--after", type=Path, nargs="*", default=[], help="the training runs this checkpoint continued, in order"
@@ -165,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         "--member",
         metavar="FILE",
         help="add the checkpoint to the reader in --out as one more member (its overlay written as FILE), "
-        "its logits averaged with the others'; re-calibrate after",
+        "its logits averaged with the others'; refit the decision after",
     )
     args = parser.parse_args(argv)
     if args.member:
         config = add_member(args.checkpoint, args.out, args.member, after=args.after)
         print(
-            f"{args.member}: member {len(config['members'])} of the reader in {args.out.name}/; now run make calibrate"
+            f"{args.member}: member {len(config['members'])} of the reader in {args.out.name}/; now run make train-verifier"
         )
         return 0
     config = export(args.checkpoint, args.out, after=args.after)

@@ -1,0 +1,61 @@
+"""What every training loop here repeats: one optimiser step, and a log row every 20 steps."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import IO, Any
+
+
+def optimizer_step(loss: Any, params: Any, opt: Any, sched: Any, clip: float = 1.0) -> float:  # noqa: ANN401 - torch objects
+    """Back-propagate ``loss``, clip the gradient norm, step the optimiser and the schedule; the loss."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.item())
+
+
+class StepLog:
+    """Running loss on the progress bar and, every ``every`` steps, a JSON row in ``log``:
+    {"step", "epoch", "loss" (mean of the last ``every``), "lr", "elapsed_s"}."""
+
+    def __init__(self, log: IO[str], bar: Any, steps_per_epoch: int, t0: float, every: int = 20) -> None:  # noqa: ANN401 - a tqdm bar
+        self.log, self.bar, self.steps_per_epoch, self.t0, self.every = log, bar, steps_per_epoch, t0, every
+        self.running: list[float] = []
+
+    def record(self, step: int, loss: float, lr: float) -> None:
+        self.running.append(loss)
+        self.bar.update(1)
+        if step % self.every:
+            return
+        recent = self.running[-self.every :]
+        row = {
+            "step": step,
+            "epoch": round(step / self.steps_per_epoch, 3),
+            "loss": round(sum(recent) / len(recent), 4),
+            "lr": lr,
+            "elapsed_s": round(time.time() - self.t0, 1),
+        }
+        self.log.write(json.dumps(row) + "\n")
+        self.log.flush()
+        self.bar.set_postfix(loss=row["loss"])
+
+
+def padded(rows: list[dict]) -> dict:
+    """``input_ids`` and ``token_type_ids`` of tokenised rows zero-padded to the longest, with the mask."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    for k, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[k, :n] = torch.tensor(r["input_ids"])
+        types[k, :n] = torch.tensor(r["token_type_ids"])
+        mask[k, :n] = 1
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
