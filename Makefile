@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers bench-padding bench-served loadtest eval eval-baseline squad squad-generator squad-reader candidates train-verifier fit-decision train-reader lint clean
+.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers bench-padding bench-served bench-index loadtest eval eval-baseline squad squad-generator squad-reader candidates train-verifier fit-decision train-reader lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ loadtest: index
 # the news test set on the 1,262-article BBC folder (~6 min on 2 cores).
 bench-served: $(STAMP)
 	$(PY) -m eval.served --out eval/baseline/served.json
+
+# How long `qa index build` takes on a copy of the BBC folder: the first build, then one article added,
+# changed and removed (only that article is embedded again), median of 3 each (~5 min on 2 cores).
+bench-index: $(STAMP)
+	$(PY) -m eval.indexing --out eval/baseline/indexing.json
 
 # The news sets are asked against the whole BBC folder (indexed once under ~/.cache/newsqa/indexes, ~2-4 min).
 BBC ?= ../shared/benchmarks/bbc-news

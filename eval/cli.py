@@ -168,14 +168,14 @@ def source_index_dir(cache_dir: Path, source: Path) -> Path:
 def _fresh_index(source: Path, index_dir: Path):  # noqa: ANN202
     """``index_for`` for `Pipeline.from_settings`: ``index_dir`` built from ``source`` unless already fresh."""
     from index.documents import load_documents
-    from index.store import build_index, index_state, save_index
+    from index.store import index_state, refresh_folder
 
     def index_for(embedder) -> Path:  # noqa: ANN001
         docs = load_documents(Path(source))
         if index_state(index_dir, docs, embedder.model_id) != "fresh":
-            bar = progress_reporter(f"indexing {len(docs)} documents", "text")
-            save_index(build_index(docs, embedder, progress=bar), index_dir)
-            print(f"indexed {source} -> {index_dir}", file=sys.stderr)
+            bar = progress_reporter(f"indexing {len(docs)} documents", "passage")
+            changes = refresh_folder(index_dir, docs, embedder, progress=bar)[1]
+            print(f"indexed {source} -> {index_dir}: {changes.summary()}", file=sys.stderr)
         return index_dir
 
     return index_for

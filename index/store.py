@@ -20,16 +20,18 @@ import os
 import shutil
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from index.changes import Changes, diff
 from index.chunking import Passage, Sentence, chunk_document
 from index.documents import Document, corpus_checksum
 from index.embedder import Embedder
-from qa.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from qa.errors import IndexCorrupt, IndexError_, IndexMismatch, IndexMissing
 
 # 2: sentences are no longer embedded (nothing searched them once the reader replaced sentence
 # scoring); a version-1 index reads as stale and `qa index build --if-stale` rebuilds it.
@@ -82,29 +84,86 @@ def build_index(
     batch_size: int = 64,
 ) -> IndexData:
     """Chunk ``docs`` into sentences and passages and embed the passages (what retrieval searches)."""
+    return refresh(None, docs, embedder, chunking=chunking, progress=progress, batch_size=batch_size)[0]
+
+
+def refresh(
+    data: IndexData | None,
+    docs: Sequence[Document],
+    embedder: Embedder,
+    *,
+    chunking: ChunkingParams = ChunkingParams(),
+    progress: Progress | None = None,
+    batch_size: int = 64,
+) -> tuple[IndexData, Changes]:
+    """The index of ``docs``, embedding only the documents that ``data`` lacks or holds another version
+    of; every unchanged document keeps its passages, sentences and vectors.
+
+    Documents come in the order of ``docs`` and ids are renumbered, so the result is what a full build
+    of ``docs`` gives (vectors equal within float tolerance: embedding batches differ). ``data`` built
+    by another embedding model, chunking or format is not reused; ``data`` itself is not modified.
+
+    Example: with 2,095 articles indexed, one added -> (the new index, "1 added, 0 changed, 0 removed,
+    2,095 kept"), one article's passages embedded.
+    """
+    usable = (
+        data is not None
+        and data.manifest.format_version == FORMAT_VERSION
+        and data.manifest.embedding_model == embedder.model_id
+        and data.manifest.chunking == asdict(chunking)
+    )
+    old = data if usable else None
+    changes = diff(old.documents if old else {}, docs)
+    old_sentences: dict[str, list[Sentence]] = defaultdict(list)
+    old_passages: dict[str, list[int]] = defaultdict(list)  # rows of old.passages (= rows of its vectors)
+    if old is not None:
+        for s in old.sentences:
+            old_sentences[s.doc_id].append(s)
+        for row, p in enumerate(old.passages):
+            old_passages[p.doc_id].append(row)
     sentences: list[Sentence] = []
     passages: list[Passage] = []
+    reused: list[tuple[int, int]] = []  # (new row, old row)
+    fresh: list[int] = []  # new rows to embed
     for doc in docs:
-        doc_sentences, doc_passages = chunk_document(
-            doc,
-            first_sentence_id=len(sentences),
-            first_passage_id=len(passages),
-            sentences_per_passage=chunking.sentences_per_passage,
-            overlap=chunking.overlap,
-            max_chars=chunking.max_chars,
-        )
-        sentences.extend(doc_sentences)
-        passages.extend(doc_passages)
-    texts = [p.text for p in passages]
-    vectors = []
-    total = len(texts)
-    for start in range(0, total, batch_size):
-        vectors.append(embedder.embed(texts[start : start + batch_size]))
+        if old is None or doc.doc_id in changes.embedded:
+            doc_sentences, doc_passages = chunk_document(
+                doc,
+                first_sentence_id=len(sentences),
+                first_passage_id=len(passages),
+                sentences_per_passage=chunking.sentences_per_passage,
+                overlap=chunking.overlap,
+                max_chars=chunking.max_chars,
+            )
+            fresh += range(len(passages), len(passages) + len(doc_passages))
+            sentences.extend(doc_sentences)
+            passages.extend(doc_passages)
+            continue
+        renumbered = {}
+        for s in old_sentences[doc.doc_id]:
+            renumbered[s.sentence_id] = len(sentences)
+            sentences.append(replace(s, sentence_id=len(sentences)))
+        for row in old_passages[doc.doc_id]:
+            p = old.passages[row]
+            reused.append((len(passages), row))
+            passages.append(
+                replace(p, passage_id=len(passages), sentence_ids=tuple(renumbered[i] for i in p.sentence_ids))
+            )
+    dim = embedder.dimension if old is None else old.manifest.dimension
+    matrix = np.zeros((len(passages), dim), np.float32)
+    if reused:
+        new_rows, old_rows = (list(t) for t in zip(*reused, strict=True))
+        matrix[new_rows] = old.passage_vectors[old_rows]
+    texts = [passages[i].text for i in fresh]
+    for start in range(0, len(texts), batch_size):
+        vectors = embedder.embed(texts[start : start + batch_size])
+        if start == 0 and old is None:  # the embedder's dimension may be known only now
+            dim = vectors.shape[1]
+            matrix = np.zeros((len(passages), dim), np.float32)
+        matrix[fresh[start : start + batch_size]] = vectors
         if progress:
-            progress(min(start + batch_size, total), total)
-    dim = embedder.dimension
-    matrix = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
-    return _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking)
+            progress(min(start + batch_size, len(texts)), len(texts))
+    return _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking), changes
 
 
 def _assemble(
@@ -344,51 +403,25 @@ def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str) -> 
     return "fresh"
 
 
+def refresh_folder(
+    index_dir: Path, docs: Sequence[Document], embedder: Embedder, *, progress: Progress | None = None
+) -> tuple[IndexData, Changes, Path]:
+    """Make ``index_dir`` hold ``docs``: the live index, when it loads and fits ``embedder``, is refreshed
+    (`refresh`: only new and changed documents embedded); else everything is built. Written as a new
+    version (`save_index`). Returns the data, what changed and the version folder."""
+    try:
+        live = load_index(index_dir, embedder)
+    except IndexError_:  # missing, corrupt or built by another model: build from nothing
+        live = None
+    data, changes = refresh(live, docs, embedder, progress=progress)
+    return data, changes, save_index(data, index_dir)
+
+
 def update_index(
     data: IndexData, embedder: Embedder, *, upsert: Document | None = None, remove: str | None = None
 ) -> IndexData:
-    """A new `IndexData` with one document added, replaced or removed, embedding only that document.
-
-    Every other document keeps its passages, sentences and vectors (ids are renumbered), so an update
-    costs one document's embedding, not a rebuild. ``data`` itself is not modified.
-    """
+    """A new `IndexData` with one document added, replaced or removed, embedding only that document
+    (`refresh`); the document goes last, the others keep their order. ``data`` itself is not modified."""
     target = upsert.doc_id if upsert else remove
-    kept_docs = [d for d in data.documents.values() if d.doc_id != target]
-    chunking = ChunkingParams(**data.manifest.chunking)
-    passages: list[Passage] = []
-    sentences: list[Sentence] = []
-    p_rows: list[int] = []
-    for doc in kept_docs:
-        sentence_map = {}
-        for s in (s for s in data.sentences if s.doc_id == doc.doc_id):
-            sentence_map[s.sentence_id] = len(sentences)
-            sentences.append(Sentence(len(sentences), s.doc_id, s.start, s.end, s.text))
-        for p in (p for p in data.passages if p.doc_id == doc.doc_id):
-            p_rows.append(p.passage_id)
-            passages.append(
-                Passage(len(passages), p.doc_id, p.start, p.end, p.text, tuple(sentence_map[i] for i in p.sentence_ids))
-            )
-    dim = data.manifest.dimension
-    passage_vectors = [data.passage_vectors[p_rows]] if p_rows else [np.zeros((0, dim), np.float32)]
-    docs = kept_docs
-    if upsert is not None:
-        new = build_index([upsert], embedder, chunking=chunking)
-        offset_s, offset_p = len(sentences), len(passages)
-        sentences += [Sentence(offset_s + s.sentence_id, s.doc_id, s.start, s.end, s.text) for s in new.sentences]
-        passages += [
-            Passage(
-                offset_p + p.passage_id, p.doc_id, p.start, p.end, p.text, tuple(offset_s + i for i in p.sentence_ids)
-            )
-            for p in new.passages
-        ]
-        passage_vectors.append(new.passage_vectors)
-        docs = [*kept_docs, upsert]
-    return _assemble(
-        docs,
-        passages,
-        sentences,
-        np.concatenate(passage_vectors).astype(np.float32),
-        data.manifest.embedding_model,
-        dim,
-        chunking,
-    )
+    docs = [d for d in data.documents.values() if d.doc_id != target] + ([upsert] if upsert else [])
+    return refresh(data, docs, embedder, chunking=ChunkingParams(**data.manifest.chunking))[0]

@@ -25,9 +25,11 @@ COMMANDS_GROUP = "qa.commands"
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
+    import time
+
     from index.documents import load_documents
     from index.embedder import SentenceTransformerEmbedder
-    from index.store import build_index, index_state, save_index
+    from index.store import index_state, refresh_folder
 
     settings = settings_from_args(args)
     docs = load_documents(Path(settings.source_dir))
@@ -39,12 +41,16 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         if state == "fresh":
             print(f"index in {settings.index_dir} is up to date ({len(docs)} documents)", file=sys.stderr)
             return 0
-        print(f"index in {settings.index_dir} is {state}; building", file=sys.stderr)
+        print(f"index in {settings.index_dir} is {state}; updating", file=sys.stderr)
     embedder.warm_up()
-    progress = progress_reporter("embedding", "text")
-    data = build_index(docs, embedder, progress=progress)
-    folder = save_index(data, Path(settings.index_dir))
+    progress = progress_reporter("embedding", "passage")
+    started = time.perf_counter()
+    data, changes, folder = refresh_folder(Path(settings.index_dir), docs, embedder, progress=progress)
+    seconds = time.perf_counter() - started
     m = data.manifest
+    embedded = sum(1 for p in data.passages if p.doc_id in changes.embedded)
+    rate = f" ({embedded / seconds:,.0f} passages/s)" if embedded and not changes.kept else ""
+    print(f"{changes.summary()}: {embedded:,} passages embedded, {seconds:.1f} s{rate}", file=sys.stderr)
     print(f"built {folder}: {m.documents} documents, {m.passages} passages, {m.sentences} sentences", file=sys.stderr)
     return 0
 

@@ -3,10 +3,21 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
+from index.documents import parse_document
 from index.embedder import HashingEmbedder
-from index.store import build_index, current_version, index_state, load_index, save_index
+from index.store import (
+    ChunkingParams,
+    build_index,
+    current_version,
+    index_state,
+    load_index,
+    refresh,
+    refresh_folder,
+    save_index,
+)
 from qa.errors import IndexCorrupt, IndexMismatch, IndexMissing
 
 
@@ -103,3 +114,77 @@ def test_only_passages_are_embedded(tiny_docs):
 
     data = build_index(tiny_docs, Counting(64))
     assert Counting.texts == len(data.passages) < len(data.passages) + len(data.sentences)
+
+
+class CountingEmbedder(HashingEmbedder):
+    """Counts the passages it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__(256)
+        self.embedded: list[str] = []
+
+    def embed(self, texts):  # noqa: ANN001, ANN201
+        self.embedded += list(texts)
+        return super().embed(texts)
+
+
+@pytest.fixture
+def five(tiny_docs):
+    extra = [
+        parse_document(f"extra-{n}", f"Article {n} says the town has {n + 2} parks. Its mayor opened one in 200{n}.")
+        for n in range(3)
+    ]
+    return [*tiny_docs, *extra]
+
+
+def _same_index(a, b) -> None:
+    assert list(a.documents) == list(b.documents)
+    assert [(p.doc_id, p.start, p.end, p.sentence_ids) for p in a.passages] == [
+        (p.doc_id, p.start, p.end, p.sentence_ids) for p in b.passages
+    ]
+    assert [(s.doc_id, s.start, s.end) for s in a.sentences] == [(s.doc_id, s.start, s.end) for s in b.sentences]
+    assert np.allclose(a.passage_vectors, b.passage_vectors, atol=1e-6)
+    assert a.manifest.corpus_checksum == b.manifest.corpus_checksum
+
+
+def test_refresh_embeds_only_what_changed_and_equals_a_full_build(five):
+    counting = CountingEmbedder()
+    first, changes = refresh(None, five[:3], counting)
+    assert changes.summary() == "3 added, 0 changed, 0 removed, 0 kept"
+    counting.embedded.clear()
+    edited = parse_document(five[1].doc_id, five[1].text + " A sentence added later.")
+    wanted = [five[0], edited, *five[3:]]  # 0 kept, 1 changed, 2 removed, the rest added
+    second, changes = refresh(first, wanted, counting)
+    assert (changes.kept, changes.changed, changes.removed) == (
+        (five[0].doc_id,),
+        (edited.doc_id,),
+        (five[2].doc_id,),
+    )
+    assert changes.added == tuple(d.doc_id for d in five[3:])
+    assert sorted(counting.embedded) == sorted(p.text for p in second.passages if p.doc_id in changes.embedded)
+    assert not any(p.doc_id == five[0].doc_id and p.text in counting.embedded for p in second.passages)
+    _same_index(second, build_index(wanted, HashingEmbedder(256)))
+    assert [p.passage_id for p in second.passages] == list(range(len(second.passages)))
+
+
+def test_refresh_rebuilds_an_index_of_another_model_or_chunking(five):
+    first = build_index(five, HashingEmbedder(128))
+    again, changes = refresh(first, five, HashingEmbedder(256))
+    assert len(changes.added) == len(five) and not changes.kept
+    assert again.passage_vectors.shape[1] == 256
+    rechunked, changes = refresh(again, five, HashingEmbedder(256), chunking=ChunkingParams(sentences_per_passage=2))
+    assert not changes.kept and len(rechunked.passages) != len(again.passages)
+
+
+def test_refresh_folder_updates_the_live_index_and_survives_a_corrupt_one(tmp_path, five):
+    counting = CountingEmbedder()
+    _, changes, _ = refresh_folder(tmp_path, five[:2], counting)
+    assert changes.summary() == "2 added, 0 changed, 0 removed, 0 kept"
+    counting.embedded.clear()
+    data, changes, folder = refresh_folder(tmp_path, five, counting)
+    assert len(changes.kept) == 2 and folder == current_version(tmp_path)
+    assert {p.doc_id for p in data.passages if p.text in counting.embedded} <= set(changes.added)
+    (folder / "passages.faiss").write_bytes(b"broken")
+    _, changes, _ = refresh_folder(tmp_path, five, counting)
+    assert len(changes.added) == len(five)  # rebuilt from nothing, not from a broken index
+    _same_index(load_index(tmp_path, counting), build_index(five, HashingEmbedder(256)))
