@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from qa.errors import ModelNotFound
+from index.errors import ModelNotFound
 
 PACKAGED_EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 

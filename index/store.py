@@ -31,7 +31,7 @@ from index.changes import Changes, diff
 from index.chunking import Passage, Sentence, chunk_document
 from index.documents import Document, corpus_checksum
 from index.embedder import Embedder
-from qa.errors import IndexCorrupt, IndexError_, IndexMismatch, IndexMissing
+from index.errors import IndexCorrupt, IndexError_, IndexMismatch, IndexMissing
 
 # 2: sentences are no longer embedded (nothing searched them once the reader replaced sentence
 # scoring); a version-1 index reads as stale and `qa index build --if-stale` rebuilds it.

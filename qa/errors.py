@@ -1,4 +1,4 @@
-"""The one error tree of the project.
+"""The one error tree of the project (its root and the index layer's errors live in ``index.errors``).
 
 Library code raises these; only ``api/`` maps them to HTTP status codes (in one handler), and the
 CLI prints their message. Every message carries the offending value and, where there is one, the fix.
@@ -6,9 +6,35 @@ CLI prints their message. Every message carries the offending value and, where t
 
 from __future__ import annotations
 
+from index.errors import (
+    BadDocument,
+    GeneratorError,
+    IndexCorrupt,
+    IndexError_,
+    IndexMismatch,
+    IndexMissing,
+    ModelNotFound,
+    QAError,
+)
 
-class QAError(Exception):
-    """Base class of every error this project raises on purpose."""
+__all__ = [
+    "BadDocument",
+    "BadQuestion",
+    "BadRequest",
+    "Cancelled",
+    "Conflict",
+    "DeadlineExceeded",
+    "DocumentNotFound",
+    "GeneratorError",
+    "IndexCorrupt",
+    "IndexError_",
+    "IndexMismatch",
+    "IndexMissing",
+    "ModelNotFound",
+    "NotReady",
+    "Overloaded",
+    "QAError",
+]
 
 
 class BadQuestion(QAError):
@@ -23,28 +49,8 @@ class DocumentNotFound(QAError):
     """Raised when a document id is not in the loaded corpus."""
 
 
-class BadDocument(QAError):
-    """Raised when a source document cannot be read or has an unusable id."""
-
-
 class Conflict(QAError):
     """Raised when a change would leave the corpus unusable (e.g. deleting its last document)."""
-
-
-class IndexError_(QAError):
-    """Base class of the errors about the on-disk index."""
-
-
-class IndexMissing(IndexError_):
-    """Raised when no index has been built in the index directory yet."""
-
-
-class IndexMismatch(IndexError_):
-    """Raised when an index was built with another embedding model, dimension or format version."""
-
-
-class IndexCorrupt(IndexError_):
-    """Raised when index files are truncated, fail their checksums or disagree with the manifest."""
 
 
 class NotReady(QAError):
@@ -61,11 +67,3 @@ class DeadlineExceeded(QAError):
 
 class Cancelled(QAError):
     """Raised inside the pipeline when its caller gave up (deadline passed or client gone)."""
-
-
-class GeneratorError(QAError):
-    """Raised when the configured generator cannot be loaded or fails to produce text."""
-
-
-class ModelNotFound(GeneratorError):
-    """Raised when a packaged or configured model file or directory cannot be found."""

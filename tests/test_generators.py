@@ -89,7 +89,7 @@ def test_cuda_without_a_gpu_is_a_clear_not_ready_reason(monkeypatch):
 
 @pytest.mark.parametrize("entry", ["qa.cli", "qa.pipeline", "index.store", "api.app", "eval.cli"])
 def test_ctranslate2_loads_before_torch_from_every_entry(entry):
-    """Loaded after torch, CTranslate2 shares torch's OpenMP runtime and decodes 2x slower (qa/__init__.py)."""
+    """Loaded after torch, CTranslate2 shares torch's OpenMP runtime and decodes 2x slower (index/__init__.py)."""
     import subprocess
     import sys
 
@@ -103,7 +103,7 @@ def test_ctranslate2_loads_before_torch_from_every_entry(entry):
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "0"), ("1", "1")])
 def test_ctranslate2_is_kept_off_mkl_unless_asked(given, expected):
-    """MKL's packed weights doubled the generator's memory and halved its speed here (qa/__init__.py)."""
+    """MKL's packed weights doubled the generator's memory and halved its speed here (index/__init__.py)."""
     import os
     import subprocess
     import sys
