@@ -6,7 +6,7 @@ PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers bench-padding bench-served bench-index loadtest eval eval-baseline squad squad-generator squad-reader candidates train-verifier fit-decision train-reader lint clean
+.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers bench-padding bench-served bench-index bench-scale loadtest eval eval-baseline squad squad-generator squad-reader candidates train-verifier fit-decision train-reader lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ bench-served: $(STAMP)
 # changed and removed (only that article is embedded again), median of 3 each (~5 min on 2 cores).
 bench-index: $(STAMP)
 	$(PY) -m eval.indexing --out eval/baseline/indexing.json
+
+# Retrieval at 20k, 200k and 2M passages (synthetic vectors shaped like the BBC index's, real questions;
+# BM25 on real text): exact, HNSW and IVF recall, latency, memory, build time (~25 min, ~10 GB).
+bench-scale: $(STAMP)
+	$(PY) -m eval.scale --out eval/baseline
 
 # The news sets are asked against the whole BBC folder (indexed once under ~/.cache/newsqa/indexes, ~2-4 min).
 BBC ?= ../shared/benchmarks/bbc-news

@@ -90,3 +90,15 @@ def test_is_blank_matches_unicode_white_space(text, blank):
     from qa.lang.text import is_blank
 
     assert is_blank(text) is blank
+
+
+def test_top_ids_is_a_stable_argsort_without_sorting_everything():
+    import numpy as np
+
+    from qa.retrieve import top_ids
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        scores = rng.integers(0, 4, int(rng.integers(1, 200))).astype(np.float32)  # many ties
+        k = int(rng.integers(1, 40))
+        assert top_ids(scores, k).tolist() == np.argsort(-scores, kind="stable")[:k].tolist()
