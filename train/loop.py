@@ -59,3 +59,16 @@ def padded(rows: list[dict]) -> dict:
         types[k, :n] = torch.tensor(r["token_type_ids"])
         mask[k, :n] = 1
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+
+
+def run_record(step: int, t0: float, device: str) -> dict:
+    """How a finished run went, for its train_meta.json: steps, seconds, torch version and hardware."""
+    import torch
+
+    hardware = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU x{torch.get_num_threads()}"
+    return {
+        "steps": step,
+        "train_seconds": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+        "hardware": hardware,
+    }

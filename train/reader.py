@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.lang.squad import squad_scores
-from train.loop import StepLog, optimizer_step, padded
+from train.loop import StepLog, optimizer_step, padded, run_record
 
 TRAIN_FILE = Path("../shared/benchmarks/squad2-train-partial.json.gz")
 DEV_FILE = Path("../shared/benchmarks/squad2-dev-a.json")
@@ -825,12 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         **{k: v for k, v in vars(args).items() if k not in ("out", "base", "train_file", "dev_file", "init")},
         "train_file": args.train_file.name,
         "dev_file": args.dev_file.name,
-        "steps": step,
-        "train_seconds": round(time.time() - t0, 1),
-        "torch": torch.__version__,
-        "hardware": torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else f"CPU x{torch.get_num_threads()}",
+        **run_record(step, t0, args.device),
     }
     (args.out / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from qa.decide.verifier import verifier_input
 from train import augment
-from train.loop import StepLog, optimizer_step, padded
+from train.loop import StepLog, optimizer_step, padded, run_record
 
 HELD_OUT_SQUAD = ("European Union law", "Packet switching", "Harvard University")  # never trained or fitted on
 
@@ -334,12 +334,7 @@ def train(args: argparse.Namespace) -> int:
             if k not in ("out", "candidates", "export", "to")
         },
         "candidates": [Path(str(c).partition(":")[0]).name + ":" + str(c).partition(":")[2] for c in args.candidates],
-        "steps": step,
-        "train_seconds": round(time.time() - t0, 1),
-        "torch": torch.__version__,
-        "hardware": torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else f"CPU x{torch.get_num_threads()}",
+        **run_record(step, t0, args.device),
     }
     (args.out / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return 0
