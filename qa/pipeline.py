@@ -25,7 +25,9 @@ from index.documents import Document
 from index.embedder import Embedder, SentenceTransformerEmbedder
 from index.store import IndexData, load_index
 from qa.citations import citation_is_valid, compose, make_citation, parse_markers, strip_markers
-from qa.decide.decision import Candidate, Decider, Judgement, fake_decider, verifier_input
+from qa.decide.decision import Decider, Judgement, fake_decider
+from qa.decide.features import Candidate
+from qa.decide.verifier import verifier_input
 from qa.errors import BadQuestion, BadRequest, Cancelled, DocumentNotFound, GeneratorError, ModelNotFound, QAError
 from qa.generate import GenerationRow, Generator, build_messages, clean_generation, generate_many
 from qa.lang.attribution import attributed_lead

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from qa.decide.decision import Decision
-from qa.decide.features import FEATURES, Candidate, agreement, candidate_features
+from qa.decide.features import FEATURES, Candidate, question_features
 from qa.decide.verifier import Verdict, score_pairs, verifier_input
 from train.candidates import question_of
 from train.verifier import HELD_OUT_SQUAD, fold_of, load_candidates, span_right
@@ -81,12 +81,10 @@ def judged_rows(rows: list[dict], kind: str, scorer_for: Callable[[dict], _Score
     out = []
     for row, q, cands in built:
         scorer = scorer_for(row)
-        best = max((c.margin for c, _ in cands), default=0.0)
-        spans = [c.span for c, _ in cands]
+        verdicts = [cache[(scorer.model_id, q.query, cand.window)] for cand, _ in cands]
+        features = question_features(q, [cand for cand, _ in cands], [v.answer for v in verdicts])
         judged = []
-        for n, (cand, _) in enumerate(cands):
-            verdict = cache[(scorer.model_id, q.query, cand.window)]
-            feats = candidate_features(q, cand, verdict.answer, best, agreement(spans, n))
+        for (cand, _), verdict, feats in zip(cands, verdicts, features, strict=True):
             right = span_right(row, cand.span)
             f1 = (
                 0.0

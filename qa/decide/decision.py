@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.decide.features import Candidate, agreement, candidate_features
+from qa.decide.features import Candidate, question_features
 from qa.decide.verifier import (
     MODEL_DIR,
     FakeVerifier,
@@ -127,21 +127,18 @@ class Decider:
         verdicts = iter(self.verifier.score(pairs) if self.verifier else [Verdict(0.0)] * len(pairs))
         out = []
         for q, cands in items:
-            best = max((c.margin for c in cands), default=0.0)
-            spans = [c.span for c in cands]
-            judged = []
-            for n, c in enumerate(cands):
-                verdict = next(verdicts)
-                feats = candidate_features(q, c, verdict.answer, best, agreement(spans, n))
-                judged.append(
+            mine = [next(verdicts) for _ in cands]
+            out.append(
+                [
                     Judgement(
                         round(self.choose.logit(feats), 6),
                         round(self.decision.probability(feats), 6),
                         feats,
                         verdict.loose > 0,
                     )
-                )
-            out.append(judged)
+                    for feats, verdict in zip(question_features(q, cands, [v.answer for v in mine]), mine, strict=True)
+                ]
+            )
         return out
 
 

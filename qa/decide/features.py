@@ -115,5 +115,18 @@ def candidate_features(
     }
 
 
+def question_features(
+    q: Question, candidates: Sequence[Candidate], verifier_logits: Sequence[float]
+) -> list[dict[str, float]]:
+    """`candidate_features` of each of a question's candidates, read against the others (margin gap to the
+    best, agreement): what the runtime decision and its fitting (`train.decision`) both compute."""
+    best = max((c.margin for c in candidates), default=0.0)
+    spans = [c.span for c in candidates]
+    return [
+        candidate_features(q, c, logit, best, agreement(spans, n))
+        for n, (c, logit) in enumerate(zip(candidates, verifier_logits, strict=True))
+    ]
+
+
 def vector(features: Mapping[str, float], names: tuple[str, ...] = FEATURES) -> list[float]:
     return [float(features[n]) for n in names]
