@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         retriever.search(q, retriever.embed_query(q), 8)
 
     def dense_only(q: str) -> None:
-        retriever.passage_index.search(retriever.embed_query(q).reshape(1, -1), 8)
+        retriever.dense.search(retriever.embed_query(q), 8)
 
     vectors = {q: retriever.embed_query(q) for q in QUESTIONS}
 

@@ -3,7 +3,7 @@
 Dense: a Gaussian mixture (full covariances) is fitted to the real passage vectors of the 1,262-article
 BBC index, and 20k, 200k and 2M vectors are drawn from it and normalised, so recall is not measured on
 near-copies of real passages; the queries are the real eval questions, embedded. At each size: exact
-search (``IndexFlatIP``, what ships) against HNSW (``IndexHNSWFlat``) and IVF (``IndexIVFFlat``) at
+search (``IndexFlatIP``, what ships up to 100k passages) against HNSW (``IndexHNSWFlat``) and IVF (``IndexIVFFlat``) at
 several search widths: recall@10 against exact, single-query p50 on one thread (the server's
 ``QA_FAISS_THREADS``), build time on 2 threads, bytes per passage serialised (= on disk; in memory
 within a few per cent).
@@ -11,7 +11,8 @@ within a few per cent).
 BM25 (bm25s, the tokens the retriever uses): the largest real text here, the BBC passages and the SQuAD
 paragraphs, indexed at growing sizes for memory per token and query time; the 200k and 2M rows are real
 passages drawn with replacement, so their vocabulary is the real one (an archive adds words, so memory
-is a lower bound). Fused = dense (the chosen index) + BM25 + fusion, per query.
+is a lower bound). Fused = dense (the index ``index.dense.choose`` picks, built by its own code) + BM25 +
+fusion, per query. Memory: the real BBC index loaded in a fresh process, exact and IVF (``--memory-of``).
 
 Prints numbers and writes ``scale.json`` and ``scale.png``; asserts nothing. ~25 min on 2 cores, ~9 GB.
 
@@ -33,10 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
+from index.dense import EXACT_UP_TO
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"
 SIZES = (20_000, 200_000, 2_000_000)
 K = 10
+MODELS_GIB = 1.5  # the server with its models and the seed index (README, Speed: 1.37 GB peak)
+HEADROOM_GIB = 1.0
 
 
 def _p50_ms(fn, items) -> float:  # noqa: ANN001
@@ -161,53 +166,133 @@ def _row(kind: str, n: int, built: float, index, recall: float, ms: float, searc
     }
 
 
-def fused_rows(
-    pool: np.ndarray, queries: np.ndarray, texts: list[str], questions: list[str], dense: list[dict]
-) -> list[dict]:
-    """Per size, one query as the retriever runs it: the chosen dense index (exact at 20k, else IVF at the
-    width `chosen` picked), BM25 over as many real passages (drawn with replacement past the real count),
-    both 30 deep, fused by reciprocal rank."""
+def fused_rows(pool: np.ndarray, queries: np.ndarray, texts: list[str], questions: list[str]) -> list[dict]:
+    """Per size, one query as the retriever runs it, with the dense index the index build chooses
+    (`index.dense.choose`: exact up to 100k passages, IVF-Flat above) and its recall@10 against exact
+    search; BM25 over as many real passages (drawn with replacement past the real count), both 30 deep,
+    fused by reciprocal rank. Also the time to write the next version after one article changes, which
+    for IVF re-adds every vector to the kept centroids (`index.dense.build_ivf`)."""
     import bm25s
     import faiss
 
+    from index.dense import ExactSearch, IVFSearch, build_ivf, choose  # what the index build runs
     from qa.lang.text import content_terms
     from qa.retrieve import best_matches, reciprocal_rank_fusion
 
-    picked = {r["passages"]: r for r in chosen(dense) if r["index"].startswith("IVF")}
     tokenised = [content_terms(t) or ["\x00empty"] for t in texts]
     rng = random.Random(0)
     rows = []
     for n in SIZES:
         base = np.ascontiguousarray(pool[:n])
+        spec = choose(n)
         faiss.omp_set_num_threads(2)
-        if n <= SIZES[0]:
-            index, search = faiss.IndexFlatIP(base.shape[1]), "exact"
-            index.add(base)
-        else:
-            nlist = int(2 * np.sqrt(n))
-            index = faiss.IndexIVFFlat(
-                faiss.IndexFlatIP(base.shape[1]), base.shape[1], nlist, faiss.METRIC_INNER_PRODUCT
-            )
-            index.train(base[np.random.default_rng(1).choice(n, min(n, 40 * nlist), replace=False)])
-            index.add(base)
-            index.nprobe = int(picked[n]["search"].split("nprobe=")[1])
-            search = picked[n]["search"]
+        exact = ExactSearch(base)
+        truth = faiss.knn(queries, base, K, faiss.METRIC_INNER_PRODUCT)[1]
+        t = time.perf_counter()
+        index = exact if spec.kind == "exact" else IVFSearch(build_ivf(base, spec), spec.nprobe)
+        built = time.perf_counter() - t
+        readd = 0.0
+        if spec.kind == "ivf":
+            t = time.perf_counter()
+            build_ivf(base, spec, trained=index.index)
+            readd = time.perf_counter() - t
         corpus = tokenised[:n] if n <= len(tokenised) else [rng.choice(tokenised) for _ in range(n)]
         bm25 = bm25s.BM25()
         bm25.index(corpus, show_progress=False)
         vocab = bm25.vocab_dict
         faiss.omp_set_num_threads(1)
-        times = []
+        times, found = [], []
         for vector, question in zip(queries, questions, strict=True):
             t = time.perf_counter()
-            ids = [int(i) for i in index.search(vector[None], 30)[1][0] if i >= 0]
+            ids = [int(i) for i in index.search(vector, 30)[1] if i >= 0]
             terms = [w for w in content_terms(question) if w in vocab]
             lexical = best_matches(bm25.get_scores(terms), 30) if terms else []
             reciprocal_rank_fusion([ids, lexical])
             times.append((time.perf_counter() - t) * 1000)
-        rows.append({"passages": n, "dense": search, "p50_ms": round(statistics.median(times), 3)})
-        print(f"  fused {n:>9,}: p50 {rows[-1]['p50_ms']} ms ({search} + BM25 + fusion)", flush=True)
+            found.append(ids[:K])
+        rows.append(
+            {
+                "passages": n,
+                "dense": spec.describe(),
+                "recall_at_10": _recall(np.array(found), truth),
+                "p50_ms": round(statistics.median(times), 3),
+                "dense_build_s": round(built, 1),
+                "dense_readd_s": round(readd, 1),
+            }
+        )
+        print(
+            f"  fused {n:>9,}: p50 {rows[-1]['p50_ms']} ms ({spec.describe()}, recall@10 {rows[-1]['recall_at_10']}"
+            f" + BM25 + fusion); dense build {built:.1f} s, re-add {readd:.1f} s",
+            flush=True,
+        )
         del index, bm25, corpus
+    return rows
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory_of(index_dir: Path) -> dict:
+    """Resident memory a loaded index takes in this process, per passage: its `IndexData` (texts,
+    passages, sentences, vectors, an IVF index) and the `Retriever` built on it (BM25, vocabularies,
+    the dense search). Run in a fresh process (``--memory-of``) so that nothing else is counted."""
+    import gc
+
+    import bm25s  # noqa: F401 - imported before measuring: libraries are not per passage
+    import faiss  # noqa: F401
+
+    from index.embedder import SentenceTransformerEmbedder
+    from index.store import load_index, release_freed_memory
+    from qa.retrieve import Retriever
+
+    embedder = SentenceTransformerEmbedder()  # loads its model only when it first embeds
+    gc.collect()
+    release_freed_memory()
+    before = _rss_kib()
+    data = load_index(index_dir, embedder)
+    gc.collect()
+    loaded = _rss_kib()
+    retriever = Retriever(data, embedder)
+    gc.collect()
+    built = _rss_kib()
+    n = len(data.passages)
+    return {
+        "passages": n,
+        "dense": data.dense.describe(),
+        "index_data_bytes_per_passage": round((loaded - before) * 1024 / n),
+        "retriever_bytes_per_passage": round((built - loaded) * 1024 / n),
+        "bytes_per_passage": round((built - before) * 1024 / n),
+        "retriever": type(retriever.dense).__name__,
+    }
+
+
+def memory_rows(data, cache: Path) -> list[dict]:  # noqa: ANN001
+    """`memory_of` the BBC index as built (exact) and rebuilt as IVF, each in a fresh process."""
+    import subprocess
+    import tempfile
+
+    from eval.cli import source_index_dir
+    from index.embedder import SentenceTransformerEmbedder
+    from index.store import refresh, save_index
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ivf, _ = refresh(data, list(data.documents.values()), SentenceTransformerEmbedder(), dense="ivf")
+        save_index(ivf, Path(tmp))
+        for folder in (source_index_dir(cache, SHARED / "bbc-news"), Path(tmp)):
+            out = subprocess.run(
+                [sys.executable, "-m", "eval.scale", "--memory-of", str(folder)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            )
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"  memory, {rows[-1]}", flush=True)
     return rows
 
 
@@ -306,14 +391,40 @@ def plot(result: dict, png: Path) -> None:
         label="fused, as served",
     )
     lat.axhline(50, color="grey", ls=":", lw=1)
-    for ax, title in ((lat, "query p50, one thread, ms (dotted: the 50 ms fused target)"), (mem, "index memory, GiB")):
-        ax.set(xscale="log", yscale="log", xlabel="passages", title=title)
+    served = {("exact" if r["dense"] == "exact" else "ivf"): r["bytes_per_passage"] for r in result.get("memory", [])}
+    if served:  # the whole loaded index as served, from its measured bytes a passage
+        sizes = [r["passages"] for r in fused] or [20_000, 200_000, 2_000_000]
+        mem.plot(
+            sizes,
+            [n * served.get("exact" if n <= EXACT_UP_TO else "ivf", 0) / 2**30 for n in sizes],
+            marker="D",
+            color="black",
+            label="whole index as served (texts, passages, vectors, BM25)",
+        )
+        mem.axhline(24 - MODELS_GIB - HEADROOM_GIB, color="grey", ls=":", lw=1)
+    titles = (
+        (lat, "query p50, one thread, ms (dotted: the 50 ms fused target)"),
+        (mem, f"memory, GiB (dotted: 24 GiB less {MODELS_GIB} for models, {HEADROOM_GIB} spare)"),
+    )
+    for ax, title in titles:
+        ax.set(xscale="log", yscale="log", xlabel="passages")
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6.5, loc="upper left")
     fig.suptitle("dense: fastest width reaching recall@10 0.95 against exact (else the most accurate)", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def passages_per_machine(result: dict, ram_gib: float = 24) -> int:
+    """How many passages one machine holds: RAM less the models and headroom over the IVF layout's
+    measured bytes a passage (`memory_of`).
+
+    Example: 6,838 bytes a passage -> about 3.4M passages in 24 GiB
+    """
+    per = max(r["bytes_per_passage"] for r in result["memory"])
+    return int((ram_gib - MODELS_GIB - HEADROOM_GIB) * 2**30 / per)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write scale.json and scale.png here")
     p.add_argument("--components", type=int, default=24, help="Gaussian mixture components")
     p.add_argument("--fused-from", type=Path, help="a scale.json whose dense and BM25 rows to keep")
+    p.add_argument("--memory-of", type=Path, help="print the memory an index folder takes loaded, and exit")
     args = p.parse_args(argv)
+    if args.memory_of:
+        print(json.dumps(memory_of(args.memory_of)))
+        return 0
 
     from qa.config import Settings
 
@@ -345,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = {"queries": len(questions), "shape_check": shape, "dense": dense_rows(pool, queries)}
         result["bm25"] = bm25_rows(texts, questions)
-    result["fused"] = fused_rows(pool, queries, texts, questions, result["dense"])
+    result["memory"] = memory_rows(data, Settings().cache_dir)
+    result["fused"] = fused_rows(pool, queries, texts, questions)
+    print(f"one machine of 24 GiB holds about {passages_per_machine(result):,} passages", flush=True)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "scale.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

@@ -22,7 +22,7 @@ _ABBREVIATIONS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: ~150 bytes less each (eval/README.md, archive scale)
 class Passage:
     """A window of consecutive sentences of one document: ``doc.text[start:end] == text``."""
 
@@ -34,7 +34,7 @@ class Passage:
     sentence_ids: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sentence:
     """One sentence of one document: ``doc.text[start:end] == text``."""
 

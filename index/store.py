@@ -29,6 +29,7 @@ import numpy as np
 
 from index.changes import Changes, diff
 from index.chunking import Passage, Sentence, chunk_document
+from index.dense import Choice, DenseSpec, build_ivf, choose
 from index.documents import Document, corpus_checksum
 from index.embedder import Embedder
 from index.errors import IndexCorrupt, IndexError_, IndexMismatch, IndexMissing
@@ -62,6 +63,7 @@ class Manifest:
     chunking: dict[str, int]
     created_at: float
     files: dict[str, str] = field(default_factory=dict)
+    dense: dict = field(default_factory=lambda: DenseSpec().as_manifest())  # `index.dense`; absent: exact
 
 
 @dataclass
@@ -72,7 +74,12 @@ class IndexData:
     documents: dict[str, Document]
     passages: list[Passage]
     sentences: list[Sentence]
-    passage_vectors: np.ndarray
+    passage_vectors: np.ndarray  # one row a passage, float32, normalised: the one copy exact search reads
+    dense_index: object | None = field(default=None, repr=False)  # IVF: its trained faiss index
+
+    @property
+    def dense(self) -> DenseSpec:
+        return DenseSpec.from_manifest(self.manifest.dense)
 
 
 def build_index(
@@ -82,9 +89,10 @@ def build_index(
     chunking: ChunkingParams = ChunkingParams(),
     progress: Progress | None = None,
     batch_size: int = 64,
+    dense: Choice = "auto",
 ) -> IndexData:
     """Chunk ``docs`` into sentences and passages and embed the passages (what retrieval searches)."""
-    return refresh(None, docs, embedder, chunking=chunking, progress=progress, batch_size=batch_size)[0]
+    return refresh(None, docs, embedder, chunking=chunking, progress=progress, batch_size=batch_size, dense=dense)[0]
 
 
 def refresh(
@@ -95,6 +103,7 @@ def refresh(
     chunking: ChunkingParams = ChunkingParams(),
     progress: Progress | None = None,
     batch_size: int = 64,
+    dense: Choice | None = None,
 ) -> tuple[IndexData, Changes]:
     """The index of ``docs``, embedding only the documents that ``data`` lacks or holds another version
     of; every unchanged document keeps its passages, sentences and vectors.
@@ -102,6 +111,8 @@ def refresh(
     Documents come in the order of ``docs`` and ids are renumbered, so the result is what a full build
     of ``docs`` gives (vectors equal within float tolerance: embedding batches differ). ``data`` built
     by another embedding model, chunking or format is not reused; ``data`` itself is not modified.
+    The dense index is chosen by size (`index.dense.choose`; ``dense`` None keeps ``data``'s choice);
+    an IVF index keeps ``data``'s trained centroids while their list count still fits.
 
     Example: with 2,095 articles indexed, one added -> (the new index, "1 added, 0 changed, 0 removed,
     2,095 kept"), one article's passages embedded.
@@ -163,7 +174,12 @@ def refresh(
         matrix[fresh[start : start + batch_size]] = vectors
         if progress:
             progress(min(start + batch_size, len(texts)), len(texts))
-    return _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking), changes
+    previous = data.dense if data is not None else None
+    spec = choose(len(passages), dense or (previous.choice if previous else "auto"), previous)
+    result = _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking, spec)
+    if spec.kind == "ivf":  # build_ivf reuses the old centroids when their list count still fits
+        result.dense_index = build_ivf(matrix, spec, trained=old.dense_index if old is not None else None)
+    return result, changes
 
 
 def _assemble(
@@ -174,6 +190,7 @@ def _assemble(
     model_id: str,
     dim: int,
     chunking: ChunkingParams,
+    dense: DenseSpec = DenseSpec(),
 ) -> IndexData:
     """`IndexData` with a fresh manifest describing exactly these contents."""
     manifest = Manifest(
@@ -186,6 +203,7 @@ def _assemble(
         corpus_checksum=corpus_checksum(docs),
         chunking=asdict(chunking),
         created_at=time.time(),
+        dense=dense.as_manifest(),
     )
     return IndexData(manifest, {d.doc_id: d for d in docs}, passages, sentences, passage_vectors)
 
@@ -213,12 +231,19 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _write_faiss(path: Path, vectors: np.ndarray, dim: int) -> None:
+def _write_faiss(path: Path, data: IndexData) -> None:
+    """The version's dense index: ``IndexFlatIP`` of the vectors (inner product equals cosine on
+    normalised vectors) or, for an IVF version, its trained ``IndexIVFFlat`` (built now if missing)."""
     import faiss
 
-    index = faiss.IndexFlatIP(dim)  # inner product equals cosine on normalised vectors
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    if data.dense.kind == "ivf":
+        if data.dense_index is None:
+            data.dense_index = build_ivf(data.passage_vectors, data.dense)
+        faiss.write_index(data.dense_index, str(path))
+        return
+    index = faiss.IndexFlatIP(data.manifest.dimension)
+    if len(data.passage_vectors):
+        index.add(np.ascontiguousarray(data.passage_vectors, dtype=np.float32))
     faiss.write_index(index, str(path))
 
 
@@ -252,8 +277,7 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
             tmp / "sentences.jsonl",
             [{"id": s.sentence_id, "doc_id": s.doc_id, "start": s.start, "end": s.end} for s in data.sentences],
         )
-        dim = data.manifest.dimension
-        _write_faiss(tmp / "passages.faiss", data.passage_vectors, dim)
+        _write_faiss(tmp / "passages.faiss", data)
         files = {name: sha256_file(tmp / name) for name in _FILES}
         manifest = Manifest(**{**asdict(data.manifest), "files": files})
         (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
@@ -354,22 +378,29 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
             row["doc_id"]: Document(row["doc_id"], row["title"], row["text"], row.get("body_start", 0))
             for row in _read_jsonl(folder / "documents.jsonl")
         }
+        # doc_id: the document's own string, not one per row (archive scale: bytes per passage count)
         sentences = [
-            Sentence(r["id"], r["doc_id"], r["start"], r["end"], docs[r["doc_id"]].text[r["start"] : r["end"]])
+            Sentence(r["id"], (d := docs[r["doc_id"]]).doc_id, r["start"], r["end"], d.text[r["start"] : r["end"]])
             for r in _read_jsonl(folder / "sentences.jsonl")
         ]
         passages = [
             Passage(
                 r["id"],
-                r["doc_id"],
+                (d := docs[r["doc_id"]]).doc_id,
                 r["start"],
                 r["end"],
-                docs[r["doc_id"]].text[r["start"] : r["end"]],
+                d.text[r["start"] : r["end"]],
                 tuple(r["sentence_ids"]),
             )
             for r in _read_jsonl(folder / "passages.jsonl")
         ]
         idx = faiss.read_index(str(folder / "passages.faiss"))
+        spec = DenseSpec.from_manifest(manifest.dense)
+        ivf = isinstance(idx, faiss.IndexIVFFlat)
+        if ivf != (spec.kind == "ivf"):
+            raise ValueError(f"the manifest says {spec.kind} but passages.faiss is {type(idx).__name__}")
+        if ivf:
+            idx.make_direct_map()  # so its vectors can be read back by id
         vectors = idx.reconstruct_n(0, idx.ntotal) if idx.ntotal else np.zeros((0, manifest.dimension), np.float32)
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(f"index in {str(folder)!r} cannot be read ({exc}): rebuild with `qa index build`") from exc
@@ -381,12 +412,25 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
         )
     if any(p.sentence_ids and not all(0 <= i < len(sentences) for i in p.sentence_ids) for p in passages):
         raise IndexCorrupt("passages refer to sentences that do not exist: rebuild with `qa index build`")
-    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors))
+    release_freed_memory()  # the rows parsed above
+    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors), idx if ivf else None)
 
 
-def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str) -> str:
-    """'missing', 'corrupt', 'stale' (other corpus or model) or 'fresh': `qa index build --if-stale`
-    rebuilds unless it is 'fresh'."""
+def release_freed_memory() -> None:
+    """Hand memory freed after a large build back to the system (glibc keeps it otherwise: loading the
+    BBC index and building its retriever left ~0.8 kB a passage of freed rows resident)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str, dense: Choice | None = None) -> str:
+    """'missing', 'corrupt', 'stale' (other corpus, model or asked-for dense index) or 'fresh':
+    `qa index build --if-stale` rebuilds unless it is 'fresh'."""
     try:
         manifest = read_manifest(index_dir)
         verify_files(current_version(index_dir), manifest)
@@ -398,13 +442,19 @@ def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str) -> 
         manifest.corpus_checksum != corpus_checksum(docs)
         or manifest.embedding_model != embedder_id
         or manifest.format_version != FORMAT_VERSION
+        or (dense is not None and DenseSpec.from_manifest(manifest.dense).choice != dense)
     ):
         return "stale"
     return "fresh"
 
 
 def refresh_folder(
-    index_dir: Path, docs: Sequence[Document], embedder: Embedder, *, progress: Progress | None = None
+    index_dir: Path,
+    docs: Sequence[Document],
+    embedder: Embedder,
+    *,
+    progress: Progress | None = None,
+    dense: Choice | None = None,
 ) -> tuple[IndexData, Changes, Path]:
     """Make ``index_dir`` hold ``docs``: the live index, when it loads and fits ``embedder``, is refreshed
     (`refresh`: only new and changed documents embedded); else everything is built. Written as a new
@@ -413,7 +463,7 @@ def refresh_folder(
         live = load_index(index_dir, embedder)
     except IndexError_:  # missing, corrupt or built by another model: build from nothing
         live = None
-    data, changes = refresh(live, docs, embedder, progress=progress)
+    data, changes = refresh(live, docs, embedder, progress=progress, dense=dense)
     return data, changes, save_index(data, index_dir)
 
 

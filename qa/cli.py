@@ -37,7 +37,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
     )
     if args.if_stale:
-        state = index_state(Path(settings.index_dir), docs, embedder.model_id)
+        state = index_state(Path(settings.index_dir), docs, embedder.model_id, settings.dense_index)
         if state == "fresh":
             print(f"index in {settings.index_dir} is up to date ({len(docs)} documents)", file=sys.stderr)
             return 0
@@ -45,13 +45,19 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     embedder.warm_up()
     progress = progress_reporter("embedding", "passage")
     started = time.perf_counter()
-    data, changes, folder = refresh_folder(Path(settings.index_dir), docs, embedder, progress=progress)
+    data, changes, folder = refresh_folder(
+        Path(settings.index_dir), docs, embedder, progress=progress, dense=settings.dense_index
+    )
     seconds = time.perf_counter() - started
     m = data.manifest
     embedded = sum(1 for p in data.passages if p.doc_id in changes.embedded)
     rate = f" ({embedded / seconds:,.0f} passages/s)" if embedded and not changes.kept else ""
     print(f"{changes.summary()}: {embedded:,} passages embedded, {seconds:.1f} s{rate}", file=sys.stderr)
-    print(f"built {folder}: {m.documents} documents, {m.passages} passages, {m.sentences} sentences", file=sys.stderr)
+    print(
+        f"built {folder}: {m.documents} documents, {m.passages} passages, {m.sentences} sentences; "
+        f"dense index {data.dense.describe()}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -74,6 +80,12 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--source", dest="source_dir", type=Path, help="folder of articles (default seeds/)")
     build.add_argument("--index-dir", dest="index_dir", type=Path)
     build.add_argument("--if-stale", action="store_true", help="only build when missing or out of date")
+    build.add_argument(
+        "--dense",
+        dest="dense_index",
+        choices=["auto", "exact", "ivf"],
+        help="dense index: auto (exact up to 100,000 passages, IVF-Flat above; QA_DENSE_INDEX), exact or ivf",
+    )
     build.set_defaults(func=cmd_index_build)
 
     if not register_plugins(sub):

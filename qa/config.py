@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         description="the operating point: answer when the decision's probability that the best span is a right answer "
         "reaches this (higher: fewer, surer answers); default: the fitted one in qa/decide/model/decision.json",
     )
+    dense_index: Literal["auto", "exact", "ivf"] = Field(
+        "auto",
+        description="the dense index `qa index build` writes; auto: exact up to 100,000 passages, IVF-Flat above "
+        "(index/dense.py, eval/README.md 'Archive scale'); changing it makes the index stale",
+    )
+    dense_nprobe: int | None = Field(
+        None, ge=1, description="IVF lists searched per question; default: the index manifest's (recall@10 ~0.95)"
+    )
     torch_threads: int = Field(2, ge=1, description="2 measured fastest for SmolLM2 on 2 cores")
     faiss_threads: int = Field(1, ge=1, description="1 measured fastest for tiny queries")
 
@@ -119,7 +127,7 @@ def get_settings() -> Settings:
 
 
 # Command-line options that override the settings (environment and defaults) when given.
-CLI_OVERRIDES = ("source_dir", "index_dir", "generator", "host", "port")
+CLI_OVERRIDES = ("source_dir", "index_dir", "dense_index", "generator", "host", "port")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -50,6 +50,7 @@ class PipelineOptions:
     read_passages: int = 3  # the reader reads this many of the best retrieved passages
     max_new_tokens: int = 32
     max_citations: int = 2
+    dense_nprobe: int | None = None  # IVF lists searched; None: the index manifest's
 
     @classmethod
     def from_settings(cls, settings) -> PipelineOptions:  # noqa: ANN001 - a qa.config.Settings
@@ -60,6 +61,7 @@ class PipelineOptions:
             max_top_k=settings.max_top_k,
             read_passages=settings.reader_passages or PipelineOptions.read_passages,
             max_new_tokens=settings.max_new_tokens,
+            dense_nprobe=settings.dense_nprobe,
         )
 
 
@@ -144,7 +146,7 @@ class Pipeline:
         # Without a trained decider (fast tests), the reader's margin alone decides, at its threshold.
         self.decider = decider if decider is not None else fake_decider(getattr(reader, "threshold", 0.0))
         self.options = options
-        self.retriever = Retriever(data, embedder)
+        self.retriever = Retriever(data, embedder, nprobe=options.dense_nprobe)
         self._lock = threading.Lock()
 
     @classmethod

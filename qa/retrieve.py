@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from index.dense import DenseSearch, ExactSearch, IVFSearch, build_ivf
 from index.embedder import Embedder
-from index.store import IndexData
+from index.store import IndexData, release_freed_memory
 from qa.lang.text import QUESTION_WORDS, STOPWORDS, content_terms, edit_distance_at_most_one, stem, words
 from qa.types import Hit
 
@@ -52,19 +53,28 @@ def best_matches(scores: np.ndarray, k: int) -> list[int]:
     return [int(i) for i in matched[top_ids(scores[matched], k)]]
 
 
+def dense_search(data: IndexData, nprobe: int | None = None) -> DenseSearch:
+    """The version's dense search (`index.dense`): exact over its vectors, or its IVF index probing
+    ``nprobe`` lists (default: the manifest's). An IVF version refreshed in memory and not yet saved
+    (``POST /v1/documents`` builds before it writes) has its index built on first use."""
+    spec = data.dense
+    if spec.kind == "exact":
+        return ExactSearch(data.passage_vectors)
+    if data.dense_index is None:
+        data.dense_index = build_ivf(data.passage_vectors, spec)
+    return IVFSearch(data.dense_index, nprobe or spec.nprobe)
+
+
 class Retriever:
     """Holds the in-memory search structures built from a loaded `IndexData`."""
 
-    def __init__(self, data: IndexData, embedder: Embedder, *, candidates: int = 30) -> None:
+    def __init__(self, data: IndexData, embedder: Embedder, *, candidates: int = 30, nprobe: int | None = None) -> None:
         import bm25s
-        import faiss
 
         self.data = data
         self.embedder = embedder
         self.candidates = candidates
-        self.passage_index = faiss.IndexFlatIP(data.manifest.dimension)
-        if len(data.passage_vectors):
-            self.passage_index.add(np.ascontiguousarray(data.passage_vectors))
+        self.dense = dense_search(data, nprobe)
         passage_tokens = [content_terms(p.text) or ["\x00empty"] for p in data.passages]
         self.bm25 = bm25s.BM25()
         if passage_tokens:
@@ -73,6 +83,8 @@ class Retriever:
         # Raw (unstemmed) words too, so typo tolerance compares like with like.
         self.raw_words = {w for p in data.passages for w in words(p.text)}
         self._sorted_words = sorted(w for w in self.raw_words if w.isalpha())
+        del passage_tokens
+        release_freed_memory()
 
     def embed_query(self, question: str) -> np.ndarray:
         return self.embedder.embed([question])[0]
@@ -83,9 +95,9 @@ class Retriever:
         if n == 0:
             return []
         depth = min(self.candidates, n)
-        dense_scores, dense_ids = self.passage_index.search(query_vector.reshape(1, -1), depth)
-        dense_ranking = [int(i) for i in dense_ids[0] if i >= 0]
-        dense_by_id = {int(i): float(s) for i, s in zip(dense_ids[0], dense_scores[0], strict=True) if i >= 0}
+        dense_scores, dense_ids = self.dense.search(query_vector, depth)
+        dense_ranking = [int(i) for i in dense_ids if i >= 0]
+        dense_by_id = {int(i): float(s) for i, s in zip(dense_ids, dense_scores, strict=True) if i >= 0}
         terms = [t for t in content_terms(question) if t in self.vocab]
         lexical_ranking: list[int] = []
         if terms:

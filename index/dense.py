@@ -1,0 +1,151 @@
+"""The dense index a version searches, chosen by its size (issue 28 §2; eval/README.md, "Archive scale").
+
+Measured on 2 cores with vectors drawn like the real passages' (``make bench-scale``), one query on one
+thread:
+
+- up to `EXACT_UP_TO` passages, exact inner-product search over the vectors themselves (``faiss.knn``,
+  what ``IndexFlatIP`` runs, without a second copy of the vectors): recall 1, 1.1 ms at 20k, 23 ms at
+  200k, 226 ms at 2M;
+- above it, IVF-Flat with ``nlist = 2·√n`` lists, probing `nprobe_for` of them: recall@10 0.962 at
+  200k (nprobe 64, 1.8 ms) and 0.963 at 2M (nprobe 128, 12.8 ms); trained on 40 vectors a list, 36 s
+  to build at 2M. HNSW was faster per query but stayed under 0.95 at 2M and took 12 minutes to build.
+
+The choice and its parameters go in the manifest (``"dense": {"kind": "ivf", "nlist": 894, "nprobe":
+64}``); an index written before this module reads as exact. A refreshed index keeps the previous
+version's IVF centroids while its size stays within 4x of what they were trained for, so adding one
+article re-adds the vectors but does not re-run k-means.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+EXACT_UP_TO = 100_000
+"""Exact search up to here: 23 ms at 200k passages is already half the fused budget of 50 ms."""
+
+TRAIN_PER_LIST = 40  # k-means training vectors per IVF list (FAISS warns under 39)
+
+Kind = Literal["exact", "ivf"]
+Choice = Literal["auto", "exact", "ivf"]
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """Which dense index a version has; ``asdict`` of it is the manifest's ``dense``."""
+
+    kind: Kind = "exact"
+    nlist: int = 0  # IVF: inverted lists (k-means centroids)
+    nprobe: int = 0  # IVF: lists searched per query (``QA_DENSE_NPROBE`` overrides it when serving)
+    choice: Choice = "auto"  # what the build was asked for (``QA_DENSE_INDEX``); refreshes keep it
+
+    @classmethod
+    def from_manifest(cls, raw: dict | None) -> DenseSpec:
+        return cls(**raw) if raw else cls()
+
+    def as_manifest(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """Example: DenseSpec("ivf", 894, 64).describe() -> 'IVF-Flat, 894 lists, 64 probed'"""
+        return "exact" if self.kind == "exact" else f"IVF-Flat, {self.nlist:,} lists, {self.nprobe} probed"
+
+
+def nprobe_for(n: int) -> int:
+    """Lists to probe for recall@10 >= 0.95 at ``n`` passages: the smallest measured setting, 64 at 20k
+    and 200k and 128 at 2M, doubling per tenfold growth (extrapolated beyond 2M).
+
+    Example: nprobe_for(200_000) -> 64; nprobe_for(2_000_000) -> 128
+    """
+    return max(64, round(64 * 2 ** math.log10(max(n, 1) / 200_000)))
+
+
+def choose(n: int, choice: Choice = "auto", previous: DenseSpec | None = None) -> DenseSpec:
+    """The dense index for ``n`` passages. ``auto``: exact up to `EXACT_UP_TO`, IVF-Flat above.
+    An IVF ``previous`` keeps its ``nlist`` (and so its trained centroids) while 2·√n stays within a
+    factor of 2 of it.
+
+    Example: choose(11_831).kind -> 'exact'; choose(200_000) -> DenseSpec('ivf', 894, 64, 'auto')
+    """
+    if choice == "exact" or (choice == "auto" and n <= EXACT_UP_TO):
+        return DenseSpec(choice=choice)
+    ideal = max(1, round(2 * math.sqrt(n)))
+    nlist = ideal
+    if previous is not None and previous.kind == "ivf" and 0.5 <= ideal / previous.nlist <= 2.0:
+        nlist = previous.nlist
+    nlist = min(nlist, max(1, n))  # k-means needs at least one vector a list
+    return DenseSpec("ivf", nlist, min(nlist, nprobe_for(n)), choice)
+
+
+class DenseSearch(Protocol):
+    """What the retriever asks of a dense index."""
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the ``k`` passages of highest inner product, best first; ids -1 pad."""
+        ...
+
+
+class ExactSearch:
+    """Exact inner product over the vectors themselves (FAISS's brute-force kernel, no copy).
+
+    Example: ExactSearch(np.eye(3, dtype=np.float32)).search(np.array([0, 1, 0], np.float32), 1)
+    -> (array([1.]), array([1]))
+    """
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        k = min(k, len(self.vectors))
+        if k == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        scores, ids = faiss.knn(
+            np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), self.vectors, k, faiss.METRIC_INNER_PRODUCT
+        )
+        return scores[0], ids[0]
+
+
+class IVFSearch:
+    """A trained ``faiss.IndexIVFFlat`` searched with ``nprobe`` lists."""
+
+    def __init__(self, index, nprobe: int) -> None:  # noqa: ANN001 - a faiss.IndexIVFFlat
+        self.index = index
+        self.nprobe = nprobe
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        scores, ids = self.index.search(
+            np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), min(k, self.index.ntotal), params=params
+        )
+        return scores[0], ids[0]
+
+
+def build_ivf(vectors: np.ndarray, spec: DenseSpec, *, trained=None, seed: int = 1):  # noqa: ANN001, ANN201
+    """An ``IndexIVFFlat`` of ``vectors`` (ids = rows). With ``trained`` (an IVF index of the same
+    ``nlist``) its centroids are reused; otherwise k-means runs on `TRAIN_PER_LIST` vectors a list,
+    drawn with ``seed``, so a build is reproducible."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    dim = vectors.shape[1]
+    if trained is not None and trained.nlist == spec.nlist and trained.d == dim:
+        quantizer = faiss.IndexFlatIP(dim)
+        quantizer.add(trained.quantizer.reconstruct_n(0, trained.nlist))
+        index = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
+        index.is_trained = True
+    else:
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        n = len(vectors)
+        sample = np.random.default_rng(seed).choice(n, min(n, TRAIN_PER_LIST * spec.nlist), replace=False)
+        index.train(vectors[np.sort(sample)])
+    index.add(vectors)  # the Python wrapper keeps the quantizer alive with the index
+    index.nprobe = spec.nprobe
+    return index

@@ -1,0 +1,147 @@
+"""The dense index chosen by size (``index/dense.py``): the choice, exact search, and IVF versions
+written, loaded, refreshed and searched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from index.dense import EXACT_UP_TO, DenseSpec, ExactSearch, IVFSearch, build_ivf, choose, nprobe_for
+from index.documents import parse_document
+from index.store import build_index, current_version, index_state, load_index, refresh, save_index
+from qa.errors import IndexCorrupt
+from qa.retrieve import Retriever
+
+
+def _clustered(n: int, dim: int = 32, centres: int = 40, seed: int = 0) -> np.ndarray:
+    """Normalised vectors around a few centres: like passages, unlike uniform noise."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dim))
+    x = means[rng.integers(0, centres, n)] + 0.6 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _articles(n: int) -> list:
+    return [
+        parse_document(
+            f"town-{i}",
+            f"Town {i} news\n\nThe council of town {i} opened {i + 2} parks in 200{i % 10}. "
+            f"Its mayor, the {i}th, said they cost £{i}m. Residents of town {i} welcomed the parks.",
+        )
+        for i in range(n)
+    ]
+
+
+def test_exact_up_to_the_threshold_then_ivf_with_2_sqrt_n_lists():
+    assert choose(EXACT_UP_TO).kind == "exact"
+    big = choose(EXACT_UP_TO + 1)
+    assert big.kind == "ivf" and big.nlist == round(2 * (EXACT_UP_TO + 1) ** 0.5) and big.nprobe == 64
+    assert choose(200_000) == DenseSpec("ivf", 894, 64, "auto")
+    assert choose(2_000_000).nprobe == 128 == nprobe_for(2_000_000)  # the measured settings for recall 0.95
+    assert nprobe_for(20_000_000) == 256  # extrapolated: doubling per tenfold growth
+    assert choose(5_000_000, "exact").kind == "exact"
+    assert choose(50, "ivf").kind == "ivf" and choose(50, "ivf").nprobe <= choose(50, "ivf").nlist
+
+
+def test_ivf_keeps_its_lists_while_they_fit_and_retrains_when_outgrown():
+    first = choose(200_000)
+    assert choose(210_000, previous=first).nlist == first.nlist  # 1 article more: same centroids
+    assert choose(700_000, previous=first).nlist == first.nlist  # 2·√n = 1,673: within 2x of 894
+    assert choose(1_000_000, previous=first).nlist == 2000  # 2·√n = 2,000: more than 2x, retrained
+
+
+def test_exact_search_is_what_indexflatip_finds():
+    import faiss
+
+    x = _clustered(3_000)
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    for q in x[:20]:
+        want_s, want_i = flat.search(q.reshape(1, -1), 10)
+        got_s, got_i = ExactSearch(x).search(q, 10)
+        assert (got_i == want_i[0]).all() and np.allclose(got_s, want_s[0])
+    few = ExactSearch(x[:3]).search(x[0], 10)[1]  # asked for more than there are: all of them
+    assert few[0] == 0 and sorted(few.tolist()) == [0, 1, 2]
+
+
+def test_ivf_finds_what_exact_search_finds():
+    x = _clustered(20_000, dim=48, centres=200)
+    queries = _clustered(200, dim=48, centres=200, seed=1)
+    spec = choose(len(x), "ivf")
+    ivf = IVFSearch(build_ivf(x, spec), spec.nprobe)
+    exact = ExactSearch(x)
+    recall = np.mean([len(set(ivf.search(q, 10)[1]) & set(exact.search(q, 10)[1])) / 10 for q in queries])
+    assert recall >= 0.9, recall
+
+
+def test_an_ivf_version_is_written_loaded_and_searched_like_an_exact_one(tmp_path, embedder):
+    docs = _articles(60)
+    exact = build_index(docs, embedder)
+    ivf = build_index(docs, embedder, dense="ivf")
+    assert exact.dense.kind == "exact" and ivf.dense.kind == "ivf"
+    save_index(ivf, tmp_path)
+    raw = json.loads((current_version(tmp_path) / "manifest.json").read_text())
+    assert raw["dense"] == {"kind": "ivf", "nlist": ivf.dense.nlist, "nprobe": ivf.dense.nprobe, "choice": "ivf"}
+    loaded = load_index(tmp_path, embedder)
+    assert loaded.dense == ivf.dense and loaded.dense_index is not None
+    assert np.allclose(loaded.passage_vectors, exact.passage_vectors)
+    # all lists probed: the same scores as exact search (ties may come in another order)
+    question = "How many parks did town 7 open?"
+    q = embedder.embed([question])[0]
+    everything = Retriever(loaded, embedder, nprobe=loaded.dense.nlist)
+    reference = Retriever(exact, embedder)
+    got, want = everything.dense.search(q, 30), reference.dense.search(q, 30)
+    assert np.allclose(got[0], want[0], atol=1e-5)
+    assert [h.passage.passage_id for h in everything.search(question, q, 3)][:1] == [
+        h.passage.passage_id for h in reference.search(question, q, 3)
+    ][:1]
+    assert isinstance(everything.dense, IVFSearch) and isinstance(reference.dense, ExactSearch)
+
+
+def test_refreshing_an_ivf_index_keeps_its_centroids_and_its_choice(tmp_path, embedder):
+    docs = _articles(60)
+    first = build_index(docs, embedder, dense="ivf")
+    added = parse_document("zoo", "Zoo news\n\nThe zoo has 41 penguins. The keeper counted them in 2005.")
+    second, changes = refresh(first, [*docs, added], embedder)
+    assert changes.summary().startswith("1 added") and second.dense.choice == "ivf"
+    assert second.dense.nlist == first.dense.nlist
+    old = first.dense_index.quantizer.reconstruct_n(0, first.dense.nlist)
+    assert np.array_equal(second.dense_index.quantizer.reconstruct_n(0, second.dense.nlist), old)
+    assert second.dense_index.ntotal == len(second.passages)
+    # asked for exact: the choice changes with it
+    assert refresh(second, [*docs, added], embedder, dense="exact")[0].dense.kind == "exact"
+
+
+def test_an_index_without_a_dense_entry_reads_as_exact(tmp_path, tiny_docs, embedder):
+    save_index(build_index(tiny_docs, embedder), tmp_path)
+    path = current_version(tmp_path) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["dense"]  # written before index/dense.py
+    path.write_text(json.dumps(manifest))
+    assert load_index(tmp_path, embedder).dense == DenseSpec()
+    assert index_state(tmp_path, tiny_docs, embedder.model_id, "auto") == "fresh"
+    assert index_state(tmp_path, tiny_docs, embedder.model_id, "ivf") == "stale"
+
+
+def test_a_manifest_that_disagrees_with_its_faiss_file_is_corrupt(tmp_path, tiny_docs, embedder):
+    save_index(build_index(tiny_docs, embedder), tmp_path)
+    path = current_version(tmp_path) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["dense"] = {"kind": "ivf", "nlist": 4, "nprobe": 4, "choice": "ivf"}
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="manifest says ivf"):
+        load_index(tmp_path, embedder)
+
+
+def test_the_command_line_and_the_environment_choose_the_dense_index(monkeypatch):
+    from qa.cli import parser
+    from qa.config import settings_from_args
+
+    assert settings_from_args(parser().parse_args(["index", "build"])).dense_index == "auto"
+    assert settings_from_args(parser().parse_args(["index", "build", "--dense", "ivf"])).dense_index == "ivf"
+    monkeypatch.setenv("QA_DENSE_INDEX", "exact")
+    assert settings_from_args(parser().parse_args(["index", "build"])).dense_index == "exact"
+    with pytest.raises(SystemExit):
+        parser().parse_args(["index", "build", "--dense", "hnsw"])
