@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
+CLUSTER_STAMP := $(VENV)/.installed-cluster
+REPLICAS ?= 2
 
-.PHONY: install serve test test-fast browser index bench bench-decoders bench-ceiling bench-readers bench-padding bench-served bench-index bench-scale loadtest eval eval-baseline squad squad-generator squad-reader candidates train-verifier fit-decision train-reader lint clean
+.PHONY: install serve serve-cluster bench-cluster test test-fast browser index bench bench-decoders bench-ceiling bench-readers bench-padding bench-served bench-index bench-scale loadtest eval eval-baseline squad squad-generator squad-reader candidates train-verifier fit-decision train-reader lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,11 +22,21 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# Ray Serve (the optional `cluster` extra): only serve-cluster and the tests need it.
+$(CLUSTER_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[cluster]'
+	touch $(CLUSTER_STAMP)
+
 index: $(STAMP)
 	$(PY) -m qa.cli index build --if-stale
 
 serve: index
 	$(PY) -m qa.cli serve --host $(HOST) --port $(PORT)
+
+# The same HTTP API from Ray Serve: an ingress and REPLICAS answering replicas (api/cluster.py); a local
+# Ray cluster unless RAY_ADDRESS names one.
+serve-cluster: index $(CLUSTER_STAMP)
+	$(PY) -m qa.cli serve-cluster --replicas $(REPLICAS) --host $(HOST) --port $(PORT)
 
 # Debian's chromium for the chat-page browser test (Playwright drives it; no browser download).
 browser:
@@ -33,7 +45,7 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: could not install chromium; the browser test will be skipped"
 
-test: $(STAMP) browser
+test: $(STAMP) $(CLUSTER_STAMP) browser
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -64,6 +76,11 @@ bench-padding: index
 
 loadtest: index
 	$(PY) -m eval.loadtest
+
+# Answers/s of 1 and 2 Ray Serve replicas against the single process (eval/cluster.py, ~6 min on 2 cores),
+# in a private network namespace: Ray would otherwise talk over the external interface.
+bench-cluster: index $(CLUSTER_STAMP)
+	unshare -n sh -c 'ip link set lo up && exec $(PY) -m eval.cluster --out eval/baseline'
 
 # Answer latency over HTTP, one client at a time, and the server's peak memory: the seed set on seeds/ and
 # the news test set on the 1,262-article BBC folder (~6 min on 2 cores).

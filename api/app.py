@@ -39,8 +39,9 @@ def _load(state: AppState, settings: Settings) -> None:
         state.ready_event.set()
 
 
-def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None) -> FastAPI:
-    """Build the app. With ``pipeline`` (tests) it is ready at once; otherwise models load in a thread."""
+def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None, workers: int = 1) -> FastAPI:
+    """Build the app. With ``pipeline`` (tests, or `api.cluster`'s replicas) it is ready at once;
+    otherwise models load in a thread. ``workers``: batches answered at once (one a replica)."""
     settings = settings or get_settings()
     state = AppState(pipeline=pipeline)
     if pipeline is not None:
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             batch_window_s=settings.batch_window_ms / 1000,
             max_batch=settings.max_batch,
             on_batch=metrics.batch_size.observe,
+            workers=workers,
         )
         if state.pipeline is None and not state.loading:
             state.loading = True

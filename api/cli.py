@@ -6,6 +6,7 @@ Example::
 
     qa ask "How much will the NHS save?" --json   # the JSON POST /v1/ask returns
     qa serve --port 8000
+    qa serve-cluster --replicas 2 --port 8000   # Ray Serve (the cluster extra): api/cluster.py
 """
 
 from __future__ import annotations
@@ -67,6 +68,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_cluster(args: argparse.Namespace) -> int:
+    try:
+        import ray  # noqa: F401
+        from ray import serve  # noqa: F401
+    except ImportError:
+        print("error: serve-cluster needs Ray: pip install -e '.[cluster]' (ray[serve,data])", file=sys.stderr)
+        return 2
+    from api.cluster import serve_cluster
+    from api.observability import configure_logging
+
+    configure_logging()
+    serve_cluster(settings_from_args(args), args.replicas)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ask = sub.add_parser("ask", help="answer one question")
     ask.add_argument("question")
@@ -80,3 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int)
     serve.add_argument("--generator", choices=GENERATORS)
     serve.set_defaults(func=cmd_serve)
+
+    cluster = sub.add_parser("serve-cluster", help="serve the HTTP API from Ray Serve with N answering replicas")
+    cluster.add_argument("--replicas", type=int, default=2, help="answering replicas (each loads the models once)")
+    cluster.add_argument("--host")
+    cluster.add_argument("--port", type=int)
+    cluster.add_argument("--generator", choices=GENERATORS)
+    cluster.set_defaults(func=cmd_serve_cluster)

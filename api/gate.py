@@ -8,6 +8,9 @@ with 429 and ``Retry-After`` instead of piling up. A request that cannot finish 
 504 at once and its row of the batch is told to stop (within one decoding step); a client that
 disconnects is treated the same way, and neither holds up the other rows. The event loop never blocks
 on the model, so /healthz and /metrics answer instantly while the worker is saturated.
+
+With ``workers`` above 1 (a Ray Serve ingress in front of that many answering replicas, `api.cluster`)
+up to that many batches run at once, each formed the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from api.errors import APIError
@@ -100,17 +104,21 @@ class AnswerGate:
         batch_window_s: float = 0.0,
         max_batch: int = 1,
         on_batch: Callable[[int], None] = lambda n: None,
+        workers: int = 1,
     ) -> None:
         self.queue_size = queue_size
         self.timeout_s = timeout_s
         self.batch_window_s = batch_window_s
         self.max_batch = max(1, max_batch)
         self.waiting = 0  # admitted requests not yet in a batch
-        self.running = 0  # requests in the batch the worker is running
+        self.running = 0  # requests in the batches the workers are running
         self.on_depth = on_depth
         self.on_batch = on_batch
+        self.workers = max(1, workers)
         self._pending: deque[tuple[_Pending, Ticket]] = deque()
-        self._worker: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        # one thread a worker (the default executor has min(32, cores + 4))
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="qa-batch") if self.workers > 1 else None
 
     @property
     def depth(self) -> int:
@@ -138,8 +146,9 @@ class AnswerGate:
 
     def submit(self, pending: _Pending, ticket: Ticket) -> None:
         self._pending.append((pending, ticket))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._tasks = {t for t in self._tasks if not t.done()}
+        if len(self._tasks) < self.workers:  # a worker with nothing left to take simply stops
+            self._tasks.add(asyncio.get_running_loop().create_task(self._work()))
 
     def withdraw(self, pending: _Pending, ticket: Ticket) -> None:
         """Take a request that has not started out of the queue (a started one stops by its cancel)."""
@@ -156,7 +165,7 @@ class AnswerGate:
         while True:
             await self._run_batches(loop)
             # The queue ran empty: give the batches' freed buffers back to the OS, then stop unless a
-            # request arrived meanwhile (submit() starts no second worker while this one runs).
+            # request arrived meanwhile (submit() starts no more than ``workers`` workers).
             await loop.run_in_executor(None, trim_heap)
             if not self._pending:
                 break
@@ -179,15 +188,17 @@ class AnswerGate:
                     item[0].started = True
                     item[1].leave_queue()
                     batch.append(item[0])
-            self.running = len(batch)
+            if not batch:
+                break
+            self.running += len(batch)
             self.on_batch(len(batch))
             self.on_depth(self.depth)
             try:
-                results = await loop.run_in_executor(None, pipeline.ask_batch, [p.job for p in batch])
+                results = await loop.run_in_executor(self._executor, pipeline.ask_batch, [p.job for p in batch])
             except Exception as exc:  # noqa: BLE001 - the worker itself failed: every row reports it
                 results = [exc] * len(batch)
             finally:
-                self.running = 0
+                self.running -= len(batch)
                 self.on_depth(self.depth)
             for p, result in zip(batch, results, strict=True):
                 if p.abandoned or p.future.done():

@@ -166,6 +166,14 @@ def refresh(
         new_rows, old_rows = (list(t) for t in zip(*reused, strict=True))
         matrix[new_rows] = old.passage_vectors[old_rows]
     texts = [passages[i].text for i in fresh]
+    embed_all = getattr(embedder, "embed_all", None)  # a whole job at once (index.ray_embed)
+    if embed_all is not None and texts:
+        vectors = embed_all(texts, progress)
+        if old is None:
+            dim = vectors.shape[1]
+            matrix = np.zeros((len(passages), dim), np.float32)
+        matrix[fresh] = vectors
+        texts = []
     for start in range(0, len(texts), batch_size):
         vectors = embedder.embed(texts[start : start + batch_size])
         if start == 0 and old is None:  # the embedder's dimension may be known only now

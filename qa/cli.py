@@ -33,9 +33,11 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     docs = load_documents(Path(settings.source_dir))
-    embedder = SentenceTransformerEmbedder(
-        Path(settings.embedder_path) if settings.embedder_path else None, device=settings.device
-    )
+    model_path = Path(settings.embedder_path) if settings.embedder_path else None
+    if getattr(args, "ray", False):
+        embedder = _ray_embedder(model_path, settings.device)
+    else:
+        embedder = SentenceTransformerEmbedder(model_path, device=settings.device)
     if args.if_stale:
         state = index_state(Path(settings.index_dir), docs, embedder.model_id, settings.dense_index)
         if state == "fresh":
@@ -61,6 +63,25 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_embedder(model_path: Path | None, device: str):  # noqa: ANN202 - an index.ray_embed.RayDataEmbedder
+    """Start (or join, with ``RAY_ADDRESS``) a Ray cluster and embed across its CPUs with Ray Data."""
+    import os
+
+    try:
+        import ray
+    except ImportError:
+        raise QAError("--ray needs Ray: pip install -e '.[cluster]' (ray[serve,data])") from None
+    from index.ray_embed import RayDataEmbedder
+
+    address = os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    print(
+        f"embedding with Ray Data on {cpus} CPUs ({'joined ' + address if address else 'local Ray'})", file=sys.stderr
+    )
+    return RayDataEmbedder(model_path, device=device)
+
+
 def register_plugins(sub: argparse._SubParsersAction) -> list[str]:
     """Let each installed ``qa.commands`` entry point add its subcommands; returns their names."""
     names = []
@@ -80,6 +101,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--source", dest="source_dir", type=Path, help="folder of articles (default seeds/)")
     build.add_argument("--index-dir", dest="index_dir", type=Path)
     build.add_argument("--if-stale", action="store_true", help="only build when missing or out of date")
+    build.add_argument(
+        "--ray", action="store_true", help="embed with Ray Data across a Ray cluster's CPUs (RAY_ADDRESS, or local)"
+    )
     build.add_argument(
         "--dense",
         dest="dense_index",

@@ -65,6 +65,24 @@ class PipelineOptions:
         )
 
 
+def check_question(question: str, top_k: int | None, options: PipelineOptions) -> tuple[str, int]:
+    """Validate the inputs against ``options``; raise `BadQuestion` / `BadRequest` with the fix.
+
+    Example: check_question("  How much? ", None, PipelineOptions()) -> ("How much?", 5)
+    """
+    if not isinstance(question, str):
+        raise BadQuestion(f"question must be a string, got {type(question).__name__}")
+    cleaned = question.strip()
+    if is_blank(question):
+        raise BadQuestion("question is empty; send a non-blank question")
+    if len(cleaned) > options.max_question_chars:
+        raise BadQuestion(f"question is {len(cleaned)} characters; the limit is {options.max_question_chars}")
+    k = options.default_top_k if top_k is None else top_k
+    if not 1 <= k <= options.max_top_k:
+        raise BadRequest(f"top_k must be between 1 and {options.max_top_k}; got {k}")
+    return cleaned, k
+
+
 LOOSE_REASON = "loosely worded: the quote gives this figure or name another party or role than the question does"
 
 
@@ -206,18 +224,8 @@ class Pipeline:
 
     # -- answering -------------------------------------------------------------------------------
     def check_question(self, question: str, top_k: int | None) -> tuple[str, int]:
-        """Validate the inputs; raise `BadQuestion` / `BadRequest` with the fix."""
-        if not isinstance(question, str):
-            raise BadQuestion(f"question must be a string, got {type(question).__name__}")
-        cleaned = question.strip()
-        if is_blank(question):
-            raise BadQuestion("question is empty; send a non-blank question")
-        if len(cleaned) > self.options.max_question_chars:
-            raise BadQuestion(f"question is {len(cleaned)} characters; the limit is {self.options.max_question_chars}")
-        k = self.options.default_top_k if top_k is None else top_k
-        if not 1 <= k <= self.options.max_top_k:
-            raise BadRequest(f"top_k must be between 1 and {self.options.max_top_k}; got {k}")
-        return cleaned, k
+        """Validate the inputs; raise `BadQuestion` / `BadRequest` with the fix (`check_question`)."""
+        return check_question(question, top_k, self.options)
 
     def parse(self, question: str, history: Sequence[str] = ()) -> Question:
         return parse_question(question, history, self.retriever.correct)

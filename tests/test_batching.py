@@ -112,3 +112,31 @@ def test_the_worker_gives_memory_back_when_idle_and_a_request_queued_meanwhile_i
     assert second.status_code == 200 and second.json()["answer"].startswith("£2.5")
     assert seen_waiting[0] == 1  # the second request queued while the idle worker was trimming
     assert len(seen_waiting) == 2  # and once more after it was answered
+
+
+def test_with_two_workers_two_batches_run_at_once_and_every_request_is_answered(tiny_pipeline, tmp_path, monkeypatch):
+    running, most = [0], [0]
+    lock = threading.Lock()
+    real = tiny_pipeline.ask_batch
+
+    def slow(jobs):  # noqa: ANN001, ANN202 - a remote replica's batch: it takes a while
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threading.Event().wait(0.3)
+        try:
+            return real(jobs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(tiny_pipeline, "ask_batch", slow)
+    settings = Settings(source_dir=tmp_path / "s", index_dir=tmp_path / "i", batch_window_ms=20, max_batch=2)
+    app = create_app(settings, pipeline=tiny_pipeline, workers=2)
+    with live_server(app) as base, concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(
+            pool.map(lambda q: httpx.post(f"{base}/v1/ask", json={"question": q}, timeout=30), QUESTIONS * 2)
+        )
+    assert [r.status_code for r in replies] == [200] * 8
+    assert [r.json()["answer"][:2] for r in replies[:4]] == [r.json()["answer"][:2] for r in replies[4:]]
+    assert most[0] == 2  # two batches at once, never more

@@ -188,3 +188,27 @@ def test_refresh_folder_updates_the_live_index_and_survives_a_corrupt_one(tmp_pa
     _, changes, _ = refresh_folder(tmp_path, five, counting)
     assert len(changes.added) == len(five)  # rebuilt from nothing, not from a broken index
     _same_index(load_index(tmp_path, counting), build_index(five, HashingEmbedder(256)))
+
+
+def test_an_embedder_with_embed_all_gets_every_new_passage_in_one_call(tiny_docs, embedder):
+    """How `index.ray_embed` is driven: one job for the whole build, the same index as batch by batch."""
+
+    class WholeJob(HashingEmbedder):
+        def __init__(self) -> None:
+            super().__init__(embedder.dimension)
+            self.jobs: list[int] = []
+
+        def embed_all(self, texts, progress=None):  # noqa: ANN001, ANN201
+            self.jobs.append(len(texts))
+            if progress:
+                progress(len(texts), len(texts))
+            return self.embed(texts)
+
+    whole = WholeJob()
+    data = build_index(tiny_docs, whole)
+    reference = build_index(tiny_docs, embedder)
+    assert whole.jobs == [len(reference.passages)]
+    assert np.array_equal(data.passage_vectors, reference.passage_vectors)
+    added = parse_document("late", "Late news\n\nThe town opened 3 parks in 2005. Everyone came.")
+    refresh(data, [*tiny_docs, added], whole)
+    assert whole.jobs[-1] == sum(1 for p in build_index([added], embedder).passages)  # only the new article

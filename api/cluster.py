@@ -1,0 +1,249 @@
+"""The same HTTP API from a Ray Serve application with N answering replicas (``make serve-cluster``).
+
+::
+
+    client ─HTTP─> Serve proxy ─> Ingress, 1 replica: `api.app`'s FastAPI app (every route, the
+                                  OpenAI ones, streaming, the chat page, errors), its queue, batching
+                                  and deadlines, and the one writer of documents; no models
+                                     │ a batch of questions (`Pipeline.ask_batch`), up to N at once
+                                     v
+                                  Answerer, N replicas: the embedder, reader, decision and generator,
+                                  loaded once each; they follow the index version the writer makes live
+
+Ray is an optional extra (``pip install -e '.[cluster]'``); nothing else imports this module. Without
+``RAY_ADDRESS`` a local Ray cluster is started; with it, the application runs on that cluster, whose
+nodes must all see ``QA_INDEX_DIR`` (one machine, or a shared filesystem).
+
+Documents: ``POST``/``DELETE /v1/documents`` reach the ingress, which applies them one at a time
+(`api.routers.documents`: one article embedded, a new index version written atomically). Each
+answering replica watches ``CURRENT`` and, when it names another version, loads it and answers from it
+from then on. A replica that dies mid-batch is retried once on another; then the batch's requests get
+503 with an error body and ``Retry-After``, and Serve starts a new replica.
+
+Example::
+
+    qa serve-cluster --replicas 2 --port 8000      # then: curl localhost:8000/v1/ask -d '{"question": …}'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from index.documents import Document
+from index.store import IndexData, current_version, load_index
+from qa.config import Settings
+from qa.errors import DocumentNotFound, NotReady, QAError
+from qa.pipeline import Job, PipelineOptions, check_question
+from qa.types import Answer
+
+log = logging.getLogger("api")
+APP_NAME = "newsqa"
+FOLLOW_EVERY_S = 0.25  # how often an answering replica looks at CURRENT
+
+
+def _settings_payload(settings: Settings) -> dict:
+    """Settings as plain data for the replicas, with paths made absolute (Ray workers run elsewhere)."""
+    raw = settings.model_dump(mode="json")
+    for key in ("source_dir", "index_dir", "cache_dir", "embedder_path", "generator_path"):
+        if raw.get(key):
+            raw[key] = str(Path(raw[key]).resolve())
+    return raw
+
+
+def _job_payload(job: Job) -> tuple:
+    """A job without its cancel event (a `threading.Event` does not cross processes)."""
+    return (job.question, job.top_k, tuple(job.history), job.max_new_tokens)
+
+
+class Answerer:
+    """An answering replica: a whole `Pipeline`, following the live index version."""
+
+    def __init__(self, settings: dict, torch_threads: int) -> None:
+        from qa.pipeline import Pipeline
+
+        self.settings = Settings(**{**settings, "torch_threads": torch_threads})
+        self.pipeline = Pipeline.from_settings(self.settings, progress=log.info)
+        self.version = current_version(Path(self.settings.index_dir)).name
+        self._lock = threading.Lock()
+        threading.Thread(target=self._follow, name="qa-follow-index", daemon=True).start()
+
+    def _follow(self) -> None:
+        while True:
+            time.sleep(FOLLOW_EVERY_S)
+            try:
+                self.refresh()
+            except QAError as exc:  # a version being replaced or broken: keep answering from ours
+                log.warning("index not followed: %s", exc)
+
+    def refresh(self) -> str:
+        """Load the live version if it is not the one answering; returns the version answering."""
+        live = current_version(Path(self.settings.index_dir)).name
+        if live != self.version:
+            with self._lock:
+                if live != self.version:
+                    data = load_index(Path(self.settings.index_dir), self.pipeline.embedder)
+                    self.pipeline, self.version = self.pipeline.with_data(data), live
+                    log.info("answering from index version %s", live)
+        return self.version
+
+    def ask_batch(self, jobs: Sequence[tuple]) -> tuple[str, list[Answer | QAError]]:
+        pipeline, version = self.pipeline, self.version
+        return version, pipeline.ask_batch([Job(*job) for job in jobs])
+
+    def info(self) -> dict:
+        generator = self.pipeline.generator
+        return {
+            "generator": generator.model_id if generator else None,
+            "tokenizer": getattr(generator, "tokenizer", None),
+            "version": self.version,
+            "pid": os.getpid(),
+            "node": _node_id(),
+        }
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray (tests of the class itself)
+        return None
+
+
+class _Named:
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+
+class ClusterFront:
+    """What the routes ask of a `Pipeline`, in an ingress whose answering runs on the replicas: the
+    index's documents (for citations' titles, the documents routes and /readyz), the question checks,
+    token counts, and ``ask_batch``, sent to a replica."""
+
+    def __init__(self, data: IndexData, embedder, options: PipelineOptions, answerer, info: dict) -> None:  # noqa: ANN001
+        self.data = data
+        self.embedder = embedder
+        self.options = options
+        self.answerer = answerer
+        self.info = info
+        self.generator = _Named(info["generator"]) if info.get("generator") else None
+
+    @property
+    def documents(self) -> dict[str, Document]:
+        return self.data.documents
+
+    def document(self, doc_id: str) -> Document:
+        try:
+            return self.data.documents[doc_id]
+        except KeyError:
+            raise DocumentNotFound(f"no document with id {doc_id!r}; GET /v1/documents lists the ids") from None
+
+    def with_data(self, data: IndexData) -> ClusterFront:
+        return ClusterFront(data, self.embedder, self.options, self.answerer, self.info)
+
+    def check_question(self, question: str, top_k: int | None) -> tuple[str, int]:
+        return check_question(question, top_k, self.options)
+
+    def count_tokens(self, text: str) -> int:
+        tokenizer = self.info.get("tokenizer")
+        if tokenizer is not None:
+            return len(tokenizer.encode(text, add_special_tokens=False))
+        return len(re.findall(r"\w+|[^\w\s]", text))
+
+    def ask_batch(self, jobs: Sequence[Job]) -> list[Answer | QAError]:
+        """One replica answers the batch (tried twice: a replica may die under it)."""
+        from ray.exceptions import RayError
+
+        payload = [_job_payload(j) for j in jobs]
+        for attempt in (1, 2):
+            try:
+                _, results = self.answerer.ask_batch.remote(payload).result()
+                return results
+            except RayError as exc:
+                log.warning("answering replica failed (attempt %d): %s", attempt, type(exc).__name__)
+        return [NotReady("an answering replica failed twice on this question; retry in a few seconds")] * len(jobs)
+
+
+class Ingress:
+    """The ingress replica: builds `api.app`'s FastAPI app over a `ClusterFront` once it is constructed."""
+
+    async def __init__(self, answerer, settings: dict, replicas: int) -> None:  # noqa: ANN001 - a DeploymentHandle
+        import asyncio
+
+        from index.embedder import SentenceTransformerEmbedder
+
+        self.settings = Settings(**settings)
+        self.replicas = replicas
+        embedder = SentenceTransformerEmbedder(  # loaded only if a document is added here
+            Path(self.settings.embedder_path) if self.settings.embedder_path else None, device="cpu"
+        )
+        data = await asyncio.to_thread(load_index, Path(self.settings.index_dir), embedder)
+        info = await answerer.info.remote()
+        self.front = ClusterFront(data, embedder, PipelineOptions.from_settings(self.settings), answerer, info)
+
+    def __serve_build_asgi_app__(self):  # noqa: ANN204 - called by Serve after __init__
+        from api.app import create_app
+
+        return create_app(self.settings, pipeline=self.front, workers=self.replicas)
+
+
+def build(settings: Settings, replicas: int, cpus: float):  # noqa: ANN201 - a ray.serve Application
+    """The Serve application: one ingress and ``replicas`` answerers sharing ``cpus`` cores."""
+    from ray import serve
+
+    per_replica = max(cpus / replicas, 0.1)
+    threads = max(1, int(per_replica))
+    answerer = serve.deployment(
+        Answerer,
+        name="Answerer",
+        num_replicas=replicas,
+        max_ongoing_requests=1,  # one batch at a time, as the single-process worker
+        ray_actor_options={"num_cpus": per_replica},
+        health_check_period_s=2,
+        graceful_shutdown_timeout_s=5,
+    )
+    ingress = serve.deployment(
+        serve.ingress()(Ingress),
+        name="Ingress",
+        num_replicas=1,
+        max_ongoing_requests=max(64, settings.queue_size * 4),
+        ray_actor_options={"num_cpus": 0},
+    )
+    payload = _settings_payload(settings)
+    return ingress.bind(answerer.bind(payload, threads), payload, replicas)
+
+
+def serve_cluster(settings: Settings, replicas: int) -> None:
+    """Start (or join, with ``RAY_ADDRESS``) a Ray cluster and serve the API on ``settings.host:port``
+    until interrupted."""
+    import signal
+
+    import ray
+    from ray import serve
+
+    address = os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which sets its own
+    cpus = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    print(
+        f"starting {replicas} answering replica(s) on {cpus:g} CPUs ({'joined ' + address if address else 'local Ray'})",
+        flush=True,
+    )
+    serve.run(build(settings, replicas, cpus), name=APP_NAME, route_prefix="/")
+    print(f"serving on http://{settings.host}:{settings.port}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:  # the application, and the local Ray cluster when this command started it
+        print("shutting down", flush=True)
+        serve.shutdown()
+        ray.shutdown()
