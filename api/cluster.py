@@ -42,7 +42,7 @@ from qa.errors import DocumentNotFound, NotReady, QAError
 from qa.pipeline import Job, PipelineOptions, check_question
 from qa.types import Answer
 
-log = logging.getLogger("api")
+log = logging.getLogger("ray.serve")  # what Serve's replicas log (with their ids and times)
 APP_NAME = "newsqa"
 FOLLOW_EVERY_S = 0.25  # how often an answering replica looks at CURRENT
 
@@ -87,9 +87,10 @@ class Answerer:
         if live != self.version:
             with self._lock:
                 if live != self.version:
+                    started = time.perf_counter()
                     data = load_index(Path(self.settings.index_dir), self.pipeline.embedder)
                     self.pipeline, self.version = self.pipeline.with_data(data), live
-                    log.info("answering from index version %s", live)
+                    log.info("answering from index version %s (loaded in %.2f s)", live, time.perf_counter() - started)
         return self.version
 
     def ask_batch(self, jobs: Sequence[tuple]) -> tuple[str, list[Answer | QAError]]:

@@ -88,6 +88,46 @@ def rate(base: str, clients: int, requests: int) -> float:
     return sum(1 for _, status, _ in done if status == 200) / seconds
 
 
+FOLLOW_DOC = {
+    "doc_id": "zz-bench-harbour-bridge",
+    "title": "Harbour bridge opens",
+    "text": "Harbour bridge opens\n\nThe new Kelvin harbour bridge cost £47m to build, the city council said. "
+    "It opened to traffic on Monday after three years of work.",
+}
+FOLLOW_QUESTION = ("How much did the new Kelvin harbour bridge cost to build?", "£47m")
+
+
+def follow(base: str, clients: int = 8, limit_s: float = 30) -> dict:
+    """Seconds from ``POST /v1/documents`` until ``clients`` questions sent at once are all answered from
+    the new version (with 2 replicas and 8 at once, both replicas answer), then the document is deleted."""
+    import concurrent.futures
+
+    question, figure = FOLLOW_QUESTION
+    sent = time.perf_counter()
+    posted = httpx.post(f"{base}/v1/documents", json=FOLLOW_DOC, timeout=120)
+    returned = time.perf_counter()
+    rounds = 0
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        while time.perf_counter() - returned < limit_s:
+            rounds += 1
+            started = time.perf_counter()
+            replies = list(
+                pool.map(
+                    lambda _: httpx.post(f"{base}/v1/ask", json={"question": question}, timeout=60), range(clients)
+                )
+            )
+            if all(r.status_code == 200 and figure in r.json().get("answer", "") for r in replies):
+                break
+            time.sleep(0.1)
+    httpx.delete(f"{base}/v1/documents/{FOLLOW_DOC['doc_id']}", timeout=120)
+    return {
+        "post_status": posted.status_code,
+        "post_s": round(returned - sent, 2),
+        "all_answered_round_sent_after_post_s": round(started - returned, 2),
+        "rounds": rounds,
+    }
+
+
 def plot(rows: list[dict], png: Path) -> None:
     import matplotlib
 
@@ -114,7 +154,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--requests", type=int, default=32, help="requests a run (8 clients: 4 each)")
     p.add_argument("--out", type=Path, help="write cluster.json and cluster.png here")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="only: serve QA_INDEX_DIR with 2 replicas and time a POSTed document until both answer from it",
+    )
     args = p.parse_args(argv)
+    if args.follow:
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = _start(2, port, Path(os.environ.get("TMPDIR", "/tmp")) / "bench-cluster-follow.log")
+        try:
+            print(f"ready in {_wait_ready(base, proc):.0f} s", flush=True)
+            results = [follow(base) for _ in range(args.runs)]
+        finally:
+            _stop(proc)
+        for r in results:
+            print(json.dumps(r), flush=True)
+        return 0
 
     cores = os.cpu_count() or 1
     rows = []
