@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from index.documents import Document
 from index.store import IndexData, current_version, load_index
 from qa.config import Settings
-from qa.errors import DocumentNotFound, NotReady, QAError
-from qa.pipeline import Job, PipelineOptions, check_question
+from qa.errors import NotReady, QAError
+from qa.pipeline import IndexedDocuments, Job, PipelineOptions, check_question, count_tokens
 from qa.types import Answer
 
 log = logging.getLogger("ray.serve")  # what Serve's replicas log (with their ids and times)
@@ -122,7 +120,7 @@ class _Named:
         self.model_id = model_id
 
 
-class ClusterFront:
+class ClusterFront(IndexedDocuments):
     """What the routes ask of a `Pipeline`, in an ingress whose answering runs on the replicas: the
     index's documents (for citations' titles, the documents routes and /readyz), the question checks,
     token counts, and ``ask_batch``, sent to a replica."""
@@ -135,16 +133,6 @@ class ClusterFront:
         self.info = info
         self.generator = _Named(info["generator"]) if info.get("generator") else None
 
-    @property
-    def documents(self) -> dict[str, Document]:
-        return self.data.documents
-
-    def document(self, doc_id: str) -> Document:
-        try:
-            return self.data.documents[doc_id]
-        except KeyError:
-            raise DocumentNotFound(f"no document with id {doc_id!r}; GET /v1/documents lists the ids") from None
-
     def with_data(self, data: IndexData) -> ClusterFront:
         return ClusterFront(data, self.embedder, self.options, self.answerer, self.info)
 
@@ -152,10 +140,7 @@ class ClusterFront:
         return check_question(question, top_k, self.options)
 
     def count_tokens(self, text: str) -> int:
-        tokenizer = self.info.get("tokenizer")
-        if tokenizer is not None:
-            return len(tokenizer.encode(text, add_special_tokens=False))
-        return len(re.findall(r"\w+|[^\w\s]", text))
+        return count_tokens(text, self.info.get("tokenizer"))
 
     def ask_batch(self, jobs: Sequence[Job]) -> list[Answer | QAError]:
         """One replica answers the batch (tried twice: a replica may die under it)."""

@@ -144,7 +144,34 @@ class _Found:
     candidate: Candidate | None = None  # what the decision reads of it
 
 
-class Pipeline:
+def count_tokens(text: str, tokenizer=None) -> int:  # noqa: ANN001 - a Hugging Face tokenizer
+    """Tokens of ``text`` by ``tokenizer``, or word pieces without one.
+
+    Example: count_tokens("How much, exactly?") -> 5
+    """
+    if tokenizer is not None:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+class IndexedDocuments:
+    """The documents of the loaded index (``self.data``), as the routes read them: shared by `Pipeline`
+    and the Ray ingress's `api.cluster.ClusterFront`."""
+
+    data: IndexData
+
+    @property
+    def documents(self) -> dict[str, Document]:
+        return self.data.documents
+
+    def document(self, doc_id: str) -> Document:
+        try:
+            return self.data.documents[doc_id]
+        except KeyError:
+            raise DocumentNotFound(f"no document with id {doc_id!r}; GET /v1/documents lists the ids") from None
+
+
+class Pipeline(IndexedDocuments):
     """Answers questions over one loaded index. Thread-safe: model calls are serialised by a lock."""
 
     def __init__(
@@ -204,23 +231,9 @@ class Pipeline:
         """The same models over another index (documents added or removed)."""
         return Pipeline(data, self.embedder, self.generator, self.options, reader=self.reader, decider=self.decider)
 
-    # -- documents -------------------------------------------------------------------------------
-    @property
-    def documents(self) -> dict[str, Document]:
-        return self.data.documents
-
-    def document(self, doc_id: str) -> Document:
-        try:
-            return self.data.documents[doc_id]
-        except KeyError:
-            raise DocumentNotFound(f"no document with id {doc_id!r}; GET /v1/documents lists the ids") from None
-
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the generator's tokenizer when it has one, else word pieces."""
-        tokenizer = getattr(self.generator, "tokenizer", None)
-        if tokenizer is not None:
-            return len(tokenizer.encode(text, add_special_tokens=False))
-        return len(re.findall(r"\w+|[^\w\s]", text))
+        return count_tokens(text, getattr(self.generator, "tokenizer", None))
 
     # -- answering -------------------------------------------------------------------------------
     def check_question(self, question: str, top_k: int | None) -> tuple[str, int]:
