@@ -114,3 +114,11 @@ def test_the_fit_learns_that_a_high_margin_candidate_is_right_and_truncation_dro
     assert decide.probability(high) > 0.8 > 0.2 > decide.probability(low)
     assert choose.logit(high) > choose.logit(low)
     assert [len(r["candidates"]) for r in truncated(rows[:2], 2)] == [2, 2]
+
+
+def test_the_verifier_comparison_metrics():
+    from train.compare_verifiers import average_precision, roc_auc
+
+    assert roc_auc([0, 1, 1], [0.1, 0.9, 0.1]) == 0.75
+    assert abs(average_precision([0, 1, 1], [0.1, 0.9, 0.1]) - (0.5 + 0.5 * 2 / 3)) < 1e-9
+    assert average_precision([0, 1], [0.2, 0.8]) == 1.0
