@@ -149,6 +149,13 @@ def plot(rows: list[dict], png: Path) -> None:
     plt.close(fig)
 
 
+def loopback_only() -> bool:
+    """Whether this process's network namespace has only the loopback interface (``unshare -n``)."""
+    import socket
+
+    return {name for _, name in socket.if_nameindex()} == {"lo"}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.cluster", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
@@ -160,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         help="only: serve QA_INDEX_DIR with 2 replicas and time a POSTed document until both answer from it",
     )
     args = p.parse_args(argv)
+    if not loopback_only():
+        print(
+            "error: run this inside a private network namespace (Ray would talk over the external interface):\n"
+            "  unshare -n sh -c 'ip link set lo up && exec python -m eval.cluster ...' (make bench-cluster does)",
+            file=sys.stderr,
+        )
+        return 2
     if args.follow:
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
