@@ -82,6 +82,10 @@ class ChatCompletion(BaseModel):
     passages: list[PassageOut] = Field(
         ..., description="The retrieved passages, closest first; what to read when the answer abstains."
     )
+    index_version: str = Field(
+        "",
+        description="The index version that answered (versions sort by time; `POST /v1/documents` returns the one it made).",
+    )
 
 
 class ModelCard(BaseModel):

@@ -97,6 +97,10 @@ class AskResponse(BaseModel):
     passages: list[PassageOut]
     answer_mode: Literal["generated", "extractive", "abstained"]
     timings_ms: TimingsOut
+    index_version: str = Field(
+        "",
+        description="The index version that answered (versions sort by time; `POST /v1/documents` returns the one it made).",
+    )
 
     @classmethod
     def from_answer(cls, answer: Answer, documents: Mapping[str, Document]) -> AskResponse:
@@ -107,6 +111,7 @@ class AskResponse(BaseModel):
             passages=passages_out(answer, documents),
             answer_mode=answer.mode.value,
             timings_ms=TimingsOut(**answer.timings_ms),
+            index_version=answer.index_version,
         )
 
 
@@ -145,6 +150,9 @@ class DocumentChange(BaseModel):
     length: int
     passages: int = Field(..., description="Passages this document contributes to the index (0 after a delete).")
     documents: int = Field(..., description="Documents in the index after the change.")
+    index_version: str = Field(
+        "", description="The version written: an answer whose index_version sorts at or after it includes the change."
+    )
 
 
 class Health(BaseModel):
@@ -157,6 +165,7 @@ class Ready(BaseModel):
     passages: int
     embedding_model: str
     generator: str
+    index_version: str = Field("", description="The live index version.")
 
 
 class ErrorBody(BaseModel):

@@ -94,37 +94,51 @@ FOLLOW_DOC = {
     "text": "Harbour bridge opens\n\nThe new Kelvin harbour bridge cost £47m to build, the city council said. "
     "It opened to traffic on Monday after three years of work.",
 }
-FOLLOW_QUESTION = ("How much did the new Kelvin harbour bridge cost to build?", "£47m")
+FOLLOW_QUESTION = ("How much did the new Kelvin harbour bridge cost to build?", "£47m")  # (question, its figure)
 
 
-def follow(base: str, clients: int = 8, limit_s: float = 30) -> dict:
-    """Seconds from ``POST /v1/documents`` until ``clients`` questions sent at once are all answered from
-    the new version (with 2 replicas and 8 at once, both replicas answer), then the document is deleted."""
-    import concurrent.futures
+def follow(base: str, clients: int = 4, limit_s: float = 30) -> dict:
+    """How long after ``POST /v1/documents`` returns the replicas still answer from the old version:
+    ``clients`` threads ask without pause (so both replicas get batches), each answer naming its
+    ``index_version``; the result is when the last answer from an older version came back (both replicas
+    had switched by then) and when the first from the new one did. Then the document is deleted again."""
+    import threading
 
-    question, figure = FOLLOW_QUESTION
+    question = FOLLOW_QUESTION[0]
     sent = time.perf_counter()
     posted = httpx.post(f"{base}/v1/documents", json=FOLLOW_DOC, timeout=120)
     returned = time.perf_counter()
-    rounds = 0
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        while time.perf_counter() - returned < limit_s:
-            rounds += 1
-            started = time.perf_counter()
-            replies = list(
-                pool.map(
-                    lambda _: httpx.post(f"{base}/v1/ask", json={"question": question}, timeout=60), range(clients)
-                )
-            )
-            if all(r.status_code == 200 and figure in r.json().get("answer", "") for r in replies):
-                break
-            time.sleep(0.1)
+    new = posted.json().get("index_version", "")
+    seen: list[tuple[float, float, str]] = []  # (sent, received: s after the POST returned; the version)
+    stop = threading.Event()
+
+    def ask() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set() and time.perf_counter() - returned < limit_s:
+                at = time.perf_counter() - returned
+                version = client.post(f"{base}/v1/ask", json={"question": question}).json()["index_version"]
+                seen.append((at, time.perf_counter() - returned, version))
+
+    threads = [threading.Thread(target=ask) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    while time.perf_counter() - returned < limit_s:  # stop once every client has had 3 answers from it
+        if sum(v >= new for _, _, v in seen) >= 3 * clients:
+            break
+        time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join()
     httpx.delete(f"{base}/v1/documents/{FOLLOW_DOC['doc_id']}", timeout=120)
+    old = [(at, got) for at, got, v in seen if v < new]
     return {
         "post_status": posted.status_code,
         "post_s": round(returned - sent, 2),
-        "all_answered_round_sent_after_post_s": round(started - returned, 2),
-        "rounds": rounds,
+        # every answer received after this came from the new version: when both replicas had switched
+        "last_old_answer_received_s": round(max(got for _, got in old), 2) if old else 0.0,
+        "last_old_answer_sent_s": round(max(at for at, _ in old), 2) if old else 0.0,
+        "first_new_answer_received_s": min((round(got, 2) for _, got, v in seen if v >= new), default=None),
+        "answers": len(seen),
     }
 
 

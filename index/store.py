@@ -76,6 +76,7 @@ class IndexData:
     sentences: list[Sentence]
     passage_vectors: np.ndarray  # one row a passage, float32, normalised: the one copy exact search reads
     dense_index: object | None = field(default=None, repr=False)  # IVF: its trained faiss index
+    version: str = ""  # the version folder's name once saved or loaded (names sort by time)
 
     @property
     def dense(self) -> DenseSpec:
@@ -304,6 +305,7 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
     os.replace(pointer_tmp, index_dir / "CURRENT")
     _fsync_path(index_dir)
     data.manifest = manifest
+    data.version = name
     _prune(versions, keep=name)
     return final
 
@@ -421,7 +423,7 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
     if any(p.sentence_ids and not all(0 <= i < len(sentences) for i in p.sentence_ids) for p in passages):
         raise IndexCorrupt("passages refer to sentences that do not exist: rebuild with `qa index build`")
     release_freed_memory()  # the rows parsed above
-    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors), idx if ivf else None)
+    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors), idx if ivf else None, folder.name)
 
 
 def release_freed_memory() -> None:

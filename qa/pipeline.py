@@ -277,7 +277,8 @@ class Pipeline(IndexedDocuments):
             with self._lock:
                 self._answer(rows, results)
         assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+        version = self.data.version
+        return [replace(r, index_version=version) if isinstance(r, Answer) else r for r in results]  # type: ignore[misc]
 
     def _answer(self, rows: list[_Row], results: list[Answer | QAError | None]) -> None:
         t0 = time.perf_counter()

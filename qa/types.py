@@ -49,6 +49,7 @@ class Answer:
     generator_text: str | None = None
     short_answer: str = ""  # the reader's answer span ("" when abstaining)
     evidence: dict = field(default_factory=dict)  # what the reader decided from: span, margin, threshold
+    index_version: str = ""  # the index version it was answered from (`IndexData.version`)
 
     @property
     def abstained(self) -> bool:

@@ -19,7 +19,7 @@ def test_ask_contract(client, tiny_pipeline):
     r = client.post("/v1/ask", json={"question": "How many libraries does the council run?"})
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"answer", "abstained", "citations", "passages", "answer_mode", "timings_ms"}
+    assert set(body) == {"answer", "abstained", "citations", "passages", "answer_mode", "timings_ms", "index_version"}
     assert body["abstained"] is False and body["answer_mode"] in ("generated", "extractive")
     assert body["citations"] and set(body["citations"][0]) == {"id", "doc_id", "title", "quote", "start", "end"}
     for c in body["citations"]:

@@ -87,6 +87,25 @@ def test_add_replace_delete_document(client, settings, embedder):
     assert client.post("/v1/ask", json={"question": "How many penguins does the zoo keep?"}).json()["abstained"]
 
 
+def test_every_answer_names_the_index_version_it_came_from(client, settings, tiny_index):
+    from index.store import current_version
+
+    question = {"question": "How many penguins does the zoo keep?"}
+    before = client.post("/v1/ask", json=question).json()
+    assert before["index_version"] == tiny_index.version and before["abstained"]
+    change = client.post("/v1/documents", json={"doc_id": "gamma", "text": "The zoo keeps 41 penguins."}).json()
+    assert change["index_version"] == current_version(settings.index_dir).name > before["index_version"]
+    after = client.post("/v1/ask", json=question).json()
+    assert after["index_version"] == change["index_version"] and after["answer"].startswith("41")
+    assert client.get("/readyz").json()["index_version"] == change["index_version"]
+    chat = client.post(
+        "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": question["question"]}]}
+    ).json()
+    assert chat["index_version"] == change["index_version"]
+    gone = client.delete("/v1/documents/gamma").json()
+    assert gone["index_version"] > change["index_version"]
+
+
 @pytest.mark.parametrize(
     ("payload", "status"),
     [

@@ -70,6 +70,7 @@ async def put_document(
         length=len(doc.text),
         passages=sum(p.doc_id == doc.doc_id for p in new.data.passages),
         documents=len(new.documents),
+        index_version=new.data.version,
     )
 
 
@@ -85,5 +86,10 @@ async def delete_document(
             raise Conflict("cannot delete the last document; add another first")
         state.pipeline = await run_in_threadpool(_apply, current, settings, remove=doc_id)
     return DocumentChange(
-        doc_id=doc_id, title=doc.title, length=len(doc.text), passages=0, documents=len(state.pipeline.documents)
+        doc_id=doc_id,
+        title=doc.title,
+        length=len(doc.text),
+        passages=0,
+        documents=len(state.pipeline.documents),
+        index_version=state.pipeline.data.version,
     )

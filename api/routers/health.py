@@ -33,6 +33,7 @@ def readyz(state: StateDep) -> Ready:
         passages=len(pipeline.data.passages),
         embedding_model=pipeline.embedder.model_id,
         generator=pipeline.generator.model_id if pipeline.generator else "none (extractive answers)",
+        index_version=pipeline.data.version,
     )
 
 

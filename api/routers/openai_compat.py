@@ -122,6 +122,7 @@ async def chat_completions(  # noqa: ANN201
             abstained=answer.abstained,
             answer_mode=answer.mode.value,
             passages=passages_out(answer, pipeline.documents),
+            index_version=answer.index_version,
         )
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> str:  # noqa: ANN003
@@ -168,6 +169,7 @@ async def chat_completions(  # noqa: ANN201
             abstained=answer.abstained,
             answer_mode=answer.mode.value,
             passages=[p.model_dump() for p in passages_out(answer, pipeline.documents)],
+            index_version=answer.index_version,
         )
         yield "data: [DONE]\n\n"
 
