@@ -67,7 +67,6 @@ class Answerer:
 
         self.settings = Settings(**{**settings, "torch_threads": torch_threads})
         self.pipeline = Pipeline.from_settings(self.settings, progress=log.info)
-        self.version = current_version(Path(self.settings.index_dir)).name
         self._lock = threading.Lock()
         threading.Thread(target=self._follow, name="qa-follow-index", daemon=True).start()
 
@@ -79,6 +78,11 @@ class Answerer:
             except QAError as exc:  # a version being replaced or broken: keep answering from ours
                 log.warning("index not followed: %s", exc)
 
+    @property
+    def version(self) -> str:
+        """The index version answering (every answer names it too: ``Answer.index_version``)."""
+        return self.pipeline.data.version
+
     def refresh(self) -> str:
         """Load the live version if it is not the one answering; returns the version answering."""
         live = current_version(Path(self.settings.index_dir)).name
@@ -87,13 +91,12 @@ class Answerer:
                 if live != self.version:
                     started = time.perf_counter()
                     data = load_index(Path(self.settings.index_dir), self.pipeline.embedder)
-                    self.pipeline, self.version = self.pipeline.with_data(data), live
+                    self.pipeline = self.pipeline.with_data(data)
                     log.info("answering from index version %s (loaded in %.2f s)", live, time.perf_counter() - started)
         return self.version
 
-    def ask_batch(self, jobs: Sequence[tuple]) -> tuple[str, list[Answer | QAError]]:
-        pipeline, version = self.pipeline, self.version
-        return version, pipeline.ask_batch([Job(*job) for job in jobs])
+    def ask_batch(self, jobs: Sequence[tuple]) -> list[Answer | QAError]:
+        return self.pipeline.ask_batch([Job(*job) for job in jobs])
 
     def info(self) -> dict:
         generator = self.pipeline.generator
@@ -149,8 +152,7 @@ class ClusterFront(IndexedDocuments):
         payload = [_job_payload(j) for j in jobs]
         for attempt in (1, 2):
             try:
-                _, results = self.answerer.ask_batch.remote(payload).result()
-                return results
+                return self.answerer.ask_batch.remote(payload).result()
             except RayError as exc:
                 log.warning("answering replica failed (attempt %d): %s", attempt, type(exc).__name__)
         return [NotReady("an answering replica failed twice on this question; retry in a few seconds")] * len(jobs)

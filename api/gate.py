@@ -188,8 +188,6 @@ class AnswerGate:
                     item[0].started = True
                     item[1].leave_queue()
                     batch.append(item[0])
-            if not batch:
-                break
             self.running += len(batch)
             self.on_batch(len(batch))
             self.on_depth(self.depth)

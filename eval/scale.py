@@ -229,13 +229,6 @@ def fused_rows(pool: np.ndarray, queries: np.ndarray, texts: list[str], question
     return rows
 
 
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def memory_of(index_dir: Path) -> dict:
     """Resident memory a loaded index takes in this process, per passage: its `IndexData` (texts,
     passages, sentences, vectors, an IVF index) and the `Retriever` built on it (BM25, vocabularies,
@@ -246,26 +239,27 @@ def memory_of(index_dir: Path) -> dict:
     import faiss  # noqa: F401
 
     from index.embedder import SentenceTransformerEmbedder
-    from index.store import load_index, release_freed_memory
+    from index.store import load_index
+    from qa.memory import rss_bytes, trim_heap
     from qa.retrieve import Retriever
 
     embedder = SentenceTransformerEmbedder()  # loads its model only when it first embeds
     gc.collect()
-    release_freed_memory()
-    before = _rss_kib()
+    trim_heap()
+    before = rss_bytes()
     data = load_index(index_dir, embedder)
     gc.collect()
-    loaded = _rss_kib()
+    loaded = rss_bytes()
     retriever = Retriever(data, embedder)
     gc.collect()
-    built = _rss_kib()
+    built = rss_bytes()
     n = len(data.passages)
     return {
         "passages": n,
         "dense": data.dense.describe(),
-        "index_data_bytes_per_passage": round((loaded - before) * 1024 / n),
-        "retriever_bytes_per_passage": round((built - loaded) * 1024 / n),
-        "bytes_per_passage": round((built - before) * 1024 / n),
+        "index_data_bytes_per_passage": round((loaded - before) / n),
+        "retriever_bytes_per_passage": round((built - loaded) / n),
+        "bytes_per_passage": round((built - before) / n),
         "retriever": type(retriever.dense).__name__,
     }
 

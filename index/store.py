@@ -33,6 +33,7 @@ from index.dense import Choice, DenseSpec, build_ivf, choose
 from index.documents import Document, corpus_checksum
 from index.embedder import Embedder
 from index.errors import IndexCorrupt, IndexError_, IndexMismatch, IndexMissing
+from index.memory import trim_heap
 
 # 2: sentences are no longer embedded (nothing searched them once the reader replaced sentence
 # scoring); a version-1 index reads as stale and `qa index build --if-stale` rebuilds it.
@@ -81,6 +82,13 @@ class IndexData:
     @property
     def dense(self) -> DenseSpec:
         return DenseSpec.from_manifest(self.manifest.dense)
+
+    def ivf_index(self):  # noqa: ANN201 - a faiss.IndexIVFFlat
+        """An IVF version's trained index, built from its vectors on first use when a refresh in memory
+        did not carry one (saving writes it; `POST /v1/documents` builds before it writes)."""
+        if self.dense_index is None:
+            self.dense_index = build_ivf(self.passage_vectors, self.dense)
+        return self.dense_index
 
 
 def build_index(
@@ -167,28 +175,32 @@ def refresh(
         new_rows, old_rows = (list(t) for t in zip(*reused, strict=True))
         matrix[new_rows] = old.passage_vectors[old_rows]
     texts = [passages[i].text for i in fresh]
-    embed_all = getattr(embedder, "embed_all", None)  # a whole job at once (index.ray_embed)
-    if embed_all is not None and texts:
-        vectors = embed_all(texts, progress)
-        if old is None:
+    for at, (rows, vectors) in enumerate(_embedded(embedder, texts, fresh, batch_size, progress)):
+        if at == 0 and old is None:  # the embedder's dimension may be known only now
             dim = vectors.shape[1]
             matrix = np.zeros((len(passages), dim), np.float32)
-        matrix[fresh] = vectors
-        texts = []
-    for start in range(0, len(texts), batch_size):
-        vectors = embedder.embed(texts[start : start + batch_size])
-        if start == 0 and old is None:  # the embedder's dimension may be known only now
-            dim = vectors.shape[1]
-            matrix = np.zeros((len(passages), dim), np.float32)
-        matrix[fresh[start : start + batch_size]] = vectors
-        if progress:
-            progress(min(start + batch_size, len(texts)), len(texts))
+        matrix[rows] = vectors
     previous = data.dense if data is not None else None
     spec = choose(len(passages), dense or (previous.choice if previous else "auto"), previous)
     result = _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking, spec)
     if spec.kind == "ivf":  # build_ivf reuses the old centroids when their list count still fits
         result.dense_index = build_ivf(matrix, spec, trained=old.dense_index if old is not None else None)
     return result, changes
+
+
+def _embedded(embedder: Embedder, texts: list[str], rows: list[int], batch_size: int, progress: Progress | None):  # noqa: ANN202
+    """(rows, their vectors) for ``texts``: batch by batch, or in one job when the embedder runs one
+    across a cluster (``embed_all``, `index.ray_embed`), which reports its own progress."""
+    if not texts:
+        return
+    embed_all = getattr(embedder, "embed_all", None)
+    if embed_all is not None:
+        yield rows, embed_all(texts, progress)
+        return
+    for start in range(0, len(texts), batch_size):
+        yield rows[start : start + batch_size], embedder.embed(texts[start : start + batch_size])
+        if progress:
+            progress(min(start + batch_size, len(texts)), len(texts))
 
 
 def _assemble(
@@ -246,9 +258,7 @@ def _write_faiss(path: Path, data: IndexData) -> None:
     import faiss
 
     if data.dense.kind == "ivf":
-        if data.dense_index is None:
-            data.dense_index = build_ivf(data.passage_vectors, data.dense)
-        faiss.write_index(data.dense_index, str(path))
+        faiss.write_index(data.ivf_index(), str(path))
         return
     index = faiss.IndexFlatIP(data.manifest.dimension)
     if len(data.passage_vectors):
@@ -422,20 +432,8 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
         )
     if any(p.sentence_ids and not all(0 <= i < len(sentences) for i in p.sentence_ids) for p in passages):
         raise IndexCorrupt("passages refer to sentences that do not exist: rebuild with `qa index build`")
-    release_freed_memory()  # the rows parsed above
+    trim_heap()  # the rows parsed above (~0.8 kB a passage of the BBC index stayed resident otherwise)
     return IndexData(manifest, docs, passages, sentences, np.asarray(vectors), idx if ivf else None, folder.name)
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed after a large build back to the system (glibc keeps it otherwise: loading the
-    BBC index and building its retriever left ~0.8 kB a passage of freed rows resident)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str, dense: Choice | None = None) -> str:

@@ -1,43 +1,21 @@
-"""Give the heap's free pages back to the operating system.
-
-A batch of answers allocates a few hundred MB of short-lived buffers (the reader's windows, the
-generator's key/value cache); glibc's malloc keeps the freed pages in its arenas, so the process's RSS
-stays at its high-water mark long after the batch. ``malloc_trim(0)`` returns them. The model worker
-calls it when its queue runs empty, so an idle server sits at its working set, not its peak
-(measured in ``make loadtest``: idle server RSS 1482–1524 MiB -> 1200–1217 MiB).
+"""Memory of this process: its resident size and peak, and giving the heap's free pages back to the
+operating system (`trim_heap`, which lives in `index.memory` so the index layer can call it too).
 
 Example::
 
-    >>> trim_heap()  # False where the C library has no malloc_trim (musl, macOS)
+    >>> peak_rss_bytes() > 0 and rss_bytes() > 0
     True
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import os
 import resource
 import sys
 
+from index.memory import trim_heap
 
-@functools.cache
-def _malloc_trim():  # noqa: ANN202 - a ctypes function, or None
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-def trim_heap() -> bool:
-    """Return freed heap pages to the OS (about 5 ms after a batch); False where unsupported."""
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
+__all__ = ["peak_rss_bytes", "rss_bytes", "trim_heap"]
 
 
 def peak_rss_bytes() -> int:

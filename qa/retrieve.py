@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from index.dense import DenseSearch, ExactSearch, IVFSearch, build_ivf
+from index.dense import DenseSearch, ExactSearch, IVFSearch
 from index.embedder import Embedder
-from index.store import IndexData, release_freed_memory
+from index.memory import trim_heap
+from index.store import IndexData
 from qa.lang.text import QUESTION_WORDS, STOPWORDS, content_terms, edit_distance_at_most_one, stem, words
 from qa.types import Hit
 
@@ -55,14 +56,11 @@ def best_matches(scores: np.ndarray, k: int) -> list[int]:
 
 def dense_search(data: IndexData, nprobe: int | None = None) -> DenseSearch:
     """The version's dense search (`index.dense`): exact over its vectors, or its IVF index probing
-    ``nprobe`` lists (default: the manifest's). An IVF version refreshed in memory and not yet saved
-    (``POST /v1/documents`` builds before it writes) has its index built on first use."""
+    ``nprobe`` lists (default: the manifest's; `IndexData.ivf_index`)."""
     spec = data.dense
     if spec.kind == "exact":
         return ExactSearch(data.passage_vectors)
-    if data.dense_index is None:
-        data.dense_index = build_ivf(data.passage_vectors, spec)
-    return IVFSearch(data.dense_index, nprobe or spec.nprobe)
+    return IVFSearch(data.ivf_index(), nprobe or spec.nprobe)
 
 
 class Retriever:
@@ -84,7 +82,7 @@ class Retriever:
         self.raw_words = {w for p in data.passages for w in words(p.text)}
         self._sorted_words = sorted(w for w in self.raw_words if w.isalpha())
         del passage_tokens
-        release_freed_memory()
+        trim_heap()
 
     def embed_query(self, question: str) -> np.ndarray:
         return self.embedder.embed([question])[0]

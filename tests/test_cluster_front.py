@@ -43,7 +43,7 @@ class FakeReplicas:
         if self.failures:
             self.failures -= 1
             raise ray_exceptions.ActorDiedError()
-        return "v1", self.pipeline.ask_batch([Job(*j) for j in jobs])
+        return self.pipeline.ask_batch([Job(*j) for j in jobs])
 
 
 def _app(tiny_pipeline, tmp_path, failures: int):  # noqa: ANN001, ANN202
