@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from eval.loadtest import _drive, _free_port
+from eval.loadtest import _drive, _free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = (("single process", None), ("Ray Serve, 1 replica", 1), ("Ray Serve, 2 replicas", 2))
@@ -47,20 +47,6 @@ def _start(replicas: int | None, port: int, log: Path) -> subprocess.Popen:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,
     )
-
-
-def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 600) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"not ready after {timeout:.0f} s")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -101,43 +87,49 @@ def follow(base: str, clients: int = 4, limit_s: float = 30) -> dict:
     """How long after ``POST /v1/documents`` returns the replicas still answer from the old version:
     ``clients`` threads ask without pause (so both replicas get batches), each answer naming its
     ``index_version``; the result is when the last answer from an older version came back (both replicas
-    had switched by then) and when the first from the new one did. Then the document is deleted again."""
+    had switched by then) and when the first from the new one did, and whether every answer from the new
+    one states the document's figure. Then the document is deleted again (`tests/slow/test_cluster.py`
+    asserts on it on the seeds)."""
     import threading
 
-    question = FOLLOW_QUESTION[0]
+    question, figure = FOLLOW_QUESTION
     sent = time.perf_counter()
     posted = httpx.post(f"{base}/v1/documents", json=FOLLOW_DOC, timeout=120)
     returned = time.perf_counter()
     new = posted.json().get("index_version", "")
-    seen: list[tuple[float, float, str]] = []  # (sent, received: s after the POST returned; the version)
+    seen: list[tuple[float, float, str, str]] = []  # (sent, received: s after the POST; version, answer)
     stop = threading.Event()
 
     def ask() -> None:
         with httpx.Client(timeout=60) as client:
             while not stop.is_set() and time.perf_counter() - returned < limit_s:
                 at = time.perf_counter() - returned
-                version = client.post(f"{base}/v1/ask", json={"question": question}).json()["index_version"]
-                seen.append((at, time.perf_counter() - returned, version))
+                body = client.post(f"{base}/v1/ask", json={"question": question}).json()
+                seen.append((at, time.perf_counter() - returned, body["index_version"], body["answer"]))
 
     threads = [threading.Thread(target=ask) for _ in range(clients)]
     for t in threads:
         t.start()
     while time.perf_counter() - returned < limit_s:  # stop once every client has had 3 answers from it
-        if sum(v >= new for _, _, v in seen) >= 3 * clients:
+        if sum(v >= new for _, _, v, _ in seen) >= 3 * clients:
             break
         time.sleep(0.2)
     stop.set()
     for t in threads:
         t.join()
     httpx.delete(f"{base}/v1/documents/{FOLLOW_DOC['doc_id']}", timeout=120)
-    old = [(at, got) for at, got, v in seen if v < new]
+    old = [(at, got) for at, got, v, _ in seen if v < new]
+    fresh = [(got, answer) for _, got, v, answer in seen if v >= new]
     return {
         "post_status": posted.status_code,
+        "posted": posted.json(),
         "post_s": round(returned - sent, 2),
         # every answer received after this came from the new version: when both replicas had switched
         "last_old_answer_received_s": round(max(got for _, got in old), 2) if old else 0.0,
         "last_old_answer_sent_s": round(max(at for at, _ in old), 2) if old else 0.0,
-        "first_new_answer_received_s": min((round(got, 2) for _, got, v in seen if v >= new), default=None),
+        "first_new_answer_received_s": min((round(got, 2) for got, _ in fresh), default=None),
+        "new_answers": len(fresh),
+        "new_answers_state_the_figure": bool(fresh) and all(figure in answer for _, answer in fresh),
         "answers": len(seen),
     }
 
@@ -193,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         proc = _start(2, port, Path(os.environ.get("TMPDIR", "/tmp")) / "bench-cluster-follow.log")
         try:
-            print(f"ready in {_wait_ready(base, proc):.0f} s", flush=True)
+            print(f"ready in {wait_ready(base, proc, 600):.0f} s", flush=True)
             results = [follow(base) for _ in range(args.runs)]
         finally:
             _stop(proc)
@@ -209,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         proc = _start(replicas, port, log_dir / f"bench-cluster-{replicas or 0}.log")
         try:
-            ready = _wait_ready(base, proc)
+            ready = wait_ready(base, proc, 600)
             rate(base, 2, 4)  # warm up both replicas' first batches
             row = {"server": name, "replicas": replicas or 0, "ready_s": round(ready, 1)}
             for clients in (1, 8):

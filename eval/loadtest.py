@@ -42,6 +42,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 300.0, log: Path | None = None) -> float:
+    """Seconds until the server at ``base`` answers ``/readyz`` with 200; `RuntimeError` when ``proc``
+    exits first or ``timeout`` passes (naming ``log``)."""
+    see = f"; see {log}" if log else ""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}{see}")
+        time.sleep(0.5)
+    raise RuntimeError(f"the server was not ready within {timeout:.0f} s{see}")
+
+
 def _rss_mib(base: str) -> tuple[float, float]:
     """The server's (resident, peak resident) memory in MiB, from one read of ``/metrics``."""
     text = httpx.get(f"{base}/metrics", timeout=10).text

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from eval.dataset import load_dataset
-from eval.loadtest import _free_port, _rss_mib
+from eval.loadtest import _free_port, _rss_mib, wait_ready
 from eval.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,18 +47,12 @@ def _serve(source: Path, index_dir: Path, log: Path) -> tuple[subprocess.Popen, 
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}; see {log}")
-        time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"the server was not ready within 300 s; see {log}")
+    try:
+        wait_ready(base, proc, 300, log)
+    except RuntimeError:
+        proc.terminate()
+        raise
+    return proc, base
 
 
 def measure(name: str, source: Path, dataset: Path, cache: Path) -> dict:

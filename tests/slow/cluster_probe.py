@@ -106,20 +106,10 @@ def main(config_path: str, out_path: str) -> int:
         out["bad"] = _ask(base, "")
         out["page"] = httpx.get(f"{base}/", timeout=10).status_code
 
-        # 2. a document POSTed to the one writer: answered by every replica within 2 s
-        doc = config["document"]
-        posted = httpx.post(f"{base}/v1/documents", json=doc["body"], timeout=120)
-        out["posted"] = [posted.status_code, posted.json()]
-        t0 = time.perf_counter()
-        rounds = []
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            while time.perf_counter() - t0 < 20:
-                sent = round(time.perf_counter() - t0, 2)  # when this round was sent, after the POST returned
-                replies = list(pool.map(lambda _: _ask(base, doc["question"]), range(8)))
-                rounds.append([sent, [r[1].get("answer", "") for r in replies]])
-                if all(doc["figure"] in r[1].get("answer", "") for r in replies):
-                    break
-        out["document_rounds"] = rounds
+        # 2. a document POSTed to the one writer, followed by both replicas (`eval.cluster.follow`)
+        from eval.cluster import follow
+
+        out["follow"] = follow(base)
         out["replica_versions"] = sorted({handle.refresh.remote().result() for _ in range(12)})
 
         # 3. one replica killed under load: retried or refused with an error body, and it comes back

@@ -23,16 +23,6 @@ pytest.importorskip("ray.serve", reason="the cluster extra is not installed: pip
 
 SEED = {item.id: item for item in load_dataset(ROOT / "eval" / "datasets" / "seed.yaml")}
 QUESTIONS = [SEED[i].question for i in ("n01", "n02", "n03", "n04")] + ["What is the capital of Peru?"]
-DOCUMENT = {
-    "body": {
-        "doc_id": "harbour-bridge",
-        "title": "Harbour bridge opens",
-        "text": "Harbour bridge opens\n\nThe new Kelvin harbour bridge cost £47m to build, the city council said. "
-        "It opened to traffic on Monday after three years of work.",
-    },
-    "question": "How much did the new Kelvin harbour bridge cost to build?",
-    "figure": "£47m",
-}
 
 
 def _namespace_problem() -> str | None:
@@ -60,7 +50,6 @@ def probe(tmp_path_factory) -> dict:
         "index_dir": str(tmp / "index"),
         "source_dir": str(source),
         "questions": QUESTIONS,
-        "document": DOCUMENT,
     }
     (tmp / "config.json").write_text(json.dumps(config))
     out = tmp / "out.json"
@@ -107,11 +96,10 @@ def test_every_route_kind_answers_through_the_ingress(probe):
 
 
 def test_a_posted_document_is_answered_by_every_replica_within_2_s(probe):
-    status, change = probe["posted"]
-    assert status == 201 and change["passages"] >= 1
-    sent, answers = probe["document_rounds"][-1]
-    assert all(DOCUMENT["figure"] in a for a in answers), probe["document_rounds"]
-    assert sent <= 2.0, probe["document_rounds"]  # the first round all 8 answered was sent within 2 s
+    followed = probe["follow"]  # eval.cluster.follow: 4 clients asking without pause, answers naming their version
+    assert followed["post_status"] == 201 and followed["posted"]["passages"] >= 1
+    assert followed["new_answers"] >= 12 and followed["new_answers_state_the_figure"], followed
+    assert followed["last_old_answer_received_s"] <= 2.0, followed  # both replicas answer from it within 2 s
     assert len(probe["replica_versions"]) == 1  # both replicas answer from one version
 
 
