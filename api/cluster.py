@@ -16,9 +16,11 @@ nodes must all see ``QA_INDEX_DIR`` (one machine, or a shared filesystem).
 
 Documents: ``POST``/``DELETE /v1/documents`` reach the ingress, which applies them one at a time
 (`api.routers.documents`: one article embedded, a new index version written atomically). Each
-answering replica watches ``CURRENT`` and, when it names another version, loads it and answers from it
-from then on. A replica that dies mid-batch is retried once on another; then the batch's requests get
-503 with an error body and ``Retry-After``, and Serve starts a new replica.
+answering replica watches ``CURRENT`` and, when it names another version, follows it
+(`index.store.follow`): a document write is a small delta version, which the replica applies in memory,
+updating its retriever rather than rebuilding it; a full version is loaded whole. A replica that dies
+mid-batch is retried once on another; then the batch's requests get 503 with an error body and
+``Retry-After``, and Serve starts a new replica.
 
 Example::
 
@@ -34,7 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from index.store import IndexData, current_version, load_index
+from index.store import IndexData, current_version, follow, load_index
 from qa.config import Settings
 from qa.errors import NotReady, QAError
 from qa.pipeline import IndexedDocuments, Job, PipelineOptions, check_question, count_tokens
@@ -84,15 +86,23 @@ class Answerer:
         return self.pipeline.data.version
 
     def refresh(self) -> str:
-        """Load the live version if it is not the one answering; returns the version answering."""
+        """Follow the live version if it is not the one answering (`index.store.follow`: a delta on
+        this one is applied in memory, the retriever updated; anything else is loaded whole); returns
+        the version answering."""
         live = current_version(Path(self.settings.index_dir)).name
         if live != self.version:
             with self._lock:
                 if live != self.version:
                     started = time.perf_counter()
-                    data = load_index(Path(self.settings.index_dir), self.pipeline.embedder)
-                    self.pipeline = self.pipeline.with_data(data)
-                    log.info("answering from index version %s (loaded in %.2f s)", live, time.perf_counter() - started)
+                    data, rows_from = follow(self.pipeline.data, Path(self.settings.index_dir), self.pipeline.embedder)
+                    self.pipeline = self.pipeline.with_data(data, rows_from)
+                    how = "loaded" if rows_from is None else "applied"
+                    log.info(
+                        "answering from index version %s (%s in %.2f s)",
+                        data.version,
+                        how,
+                        time.perf_counter() - started,
+                    )
         return self.version
 
     def ask_batch(self, jobs: Sequence[tuple]) -> list[Answer | QAError]:
@@ -136,7 +146,7 @@ class ClusterFront(IndexedDocuments):
         self.info = info
         self.generator = _Named(info["generator"]) if info.get("generator") else None
 
-    def with_data(self, data: IndexData) -> ClusterFront:
+    def with_data(self, data: IndexData, rows_from=None) -> ClusterFront:  # noqa: ANN001, ARG002 - no retriever here
         return ClusterFront(data, self.embedder, self.options, self.answerer, self.info)
 
     def check_question(self, question: str, top_k: int | None) -> tuple[str, int]:

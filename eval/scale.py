@@ -8,8 +8,9 @@ several search widths: recall@10 against exact, single-query p50 on one thread (
 ``QA_FAISS_THREADS``), build time on 2 threads, bytes per passage serialised (= on disk; in memory
 within a few per cent).
 
-BM25 (bm25s, the tokens the retriever uses): the largest real text here, the BBC passages and the SQuAD
-paragraphs, indexed at growing sizes for memory per token and query time; the 200k and 2M rows are real
+BM25 (`index.lexical`, what the retriever runs, on the tokens it uses; bm25s, which it replaced, in the
+same run for reference): the largest real text here, the BBC passages and the SQuAD paragraphs, indexed at
+growing sizes for memory per token and query time; the 200k and 2M rows are real
 passages drawn with replacement, so their vocabulary is the real one (an archive adds words, so memory
 is a lower bound). Fused = dense (the index ``index.dense.choose`` picks, built by its own code) + BM25 +
 fusion, per query. Memory: the real BBC index loaded in a fresh process, exact and IVF (``--memory-of``).
@@ -172,14 +173,14 @@ def fused_rows(pool: np.ndarray, queries: np.ndarray, texts: list[str], question
     search; BM25 over as many real passages (drawn with replacement past the real count), both 30 deep,
     fused by reciprocal rank. Also the time to write the next version after one article changes, which
     for IVF re-adds every vector to the kept centroids (`index.dense.build_ivf`)."""
-    import bm25s
     import faiss
 
     from index.dense import ExactSearch, IVFSearch, build_ivf, choose  # what the index build runs
+    from index.lexical import LexicalIndex
     from qa.lang.text import content_terms
     from qa.retrieve import best_matches, reciprocal_rank_fusion
 
-    tokenised = [content_terms(t) or ["\x00empty"] for t in texts]
+    tokenised = [content_terms(t) for t in texts]
     rng = random.Random(0)
     rows = []
     for n in SIZES:
@@ -197,16 +198,14 @@ def fused_rows(pool: np.ndarray, queries: np.ndarray, texts: list[str], question
             build_ivf(base, spec, trained=index.index)
             readd = time.perf_counter() - t
         corpus = tokenised[:n] if n <= len(tokenised) else [rng.choice(tokenised) for _ in range(n)]
-        bm25 = bm25s.BM25()
-        bm25.index(corpus, show_progress=False)
-        vocab = bm25.vocab_dict
+        bm25 = LexicalIndex.build(corpus)
         faiss.omp_set_num_threads(1)
         times, found = [], []
         for vector, question in zip(queries, questions, strict=True):
             t = time.perf_counter()
             ids = [int(i) for i in index.search(vector, 30)[1] if i >= 0]
-            terms = [w for w in content_terms(question) if w in vocab]
-            lexical = best_matches(bm25.get_scores(terms), 30) if terms else []
+            terms = content_terms(question)
+            lexical = best_matches(bm25.scores(terms), 30) if terms else []
             reciprocal_rank_fusion([ids, lexical])
             times.append((time.perf_counter() - t) * 1000)
             found.append(ids[:K])
@@ -235,8 +234,8 @@ def memory_of(index_dir: Path) -> dict:
     the dense search). Run in a fresh process (``--memory-of``) so that nothing else is counted."""
     import gc
 
-    import bm25s  # noqa: F401 - imported before measuring: libraries are not per passage
-    import faiss  # noqa: F401
+    import faiss  # noqa: F401 - imported before measuring: libraries are not per passage
+    import scipy.sparse  # noqa: F401
 
     from index.embedder import SentenceTransformerEmbedder
     from index.store import load_index
@@ -300,31 +299,45 @@ def real_texts(data) -> list[str]:  # noqa: ANN001
 
 
 def bm25_rows(texts: list[str], questions: list[str]) -> list[dict]:
+    """Per size: `index.lexical` (shipped) and bm25s (the reference it replaced), built, queried 30 deep."""
     import bm25s
 
+    from index.lexical import LexicalIndex
     from qa.lang.text import content_terms
+    from qa.retrieve import best_matches
 
-    tokenised = [content_terms(t) or ["\x00empty"] for t in texts]
+    tokenised = [content_terms(t) for t in texts]
     asked = [content_terms(q) for q in questions]
     rng = random.Random(0)
     rows = []
     for n in (5_000, len(tokenised), *SIZES[1:]):
         corpus = tokenised[:n] if n <= len(tokenised) else [rng.choice(tokenised) for _ in range(n)]
-        t = time.perf_counter()
-        bm25 = bm25s.BM25()
-        bm25.index(corpus, show_progress=False)
-        built = time.perf_counter() - t
-        vocab = bm25.vocab_dict
-        matrix = sum(getattr(a, "nbytes", 0) for a in bm25.scores.values())
         tokens = sum(len(c) for c in corpus)
+        t = time.perf_counter()
+        lexical = LexicalIndex.build(corpus)
+        built = time.perf_counter() - t
+        matrix = (
+            sum(
+                a.nbytes
+                for s in lexical.segments
+                for a in (s.postings.data, s.postings.indices, s.postings.indptr, s.lengths, s.rows)
+            )
+            + 4 * n
+        )  # + the per-row length normalisers a query reads
+        ms = _p50_ms(lambda terms, index=lexical: best_matches(index.scores(terms), 30) if terms else [], asked)
+        t = time.perf_counter()
+        reference = bm25s.BM25()
+        reference.index([c or ["\x00empty"] for c in corpus], show_progress=False)
+        reference_built = time.perf_counter() - t
+        vocab = reference.vocab_dict
 
-        def query(terms, index=bm25, vocab=vocab) -> None:  # noqa: ANN001
+        def query(terms, index=reference, vocab=vocab) -> None:  # noqa: ANN001
             kept = [w for w in terms if w in vocab]
             if kept:
-                scores = index.get_scores(kept)
-                np.argpartition(-scores, 30)[:30]
+                best_matches(index.get_scores(kept), 30)
 
-        ms = _p50_ms(query, asked)
+        reference_ms = _p50_ms(query, asked)
+        reference_bytes = sum(getattr(a, "nbytes", 0) for a in reference.scores.values())
         rows.append(
             {
                 "passages": n,
@@ -335,10 +348,17 @@ def bm25_rows(texts: list[str], questions: list[str]) -> list[dict]:
                 "bytes_per_passage": round(matrix / n, 1),
                 "p50_ms": ms,
                 "build_s": round(built, 1),
+                "bm25s_bytes_per_passage": round(reference_bytes / n, 1),
+                "bm25s_p50_ms": reference_ms,
+                "bm25s_build_s": round(reference_built, 1),
             }
         )
-        print(f"  BM25 {n:>9,} passages: {matrix / n:.0f} B/passage, p50 {ms} ms, build {built:.0f} s", flush=True)
-        del bm25, corpus
+        print(
+            f"  BM25 {n:>9,} passages: {matrix / n:.0f} B/passage, p50 {ms} ms, build {built:.0f} s"
+            f" (bm25s: {reference_bytes / n:.0f} B/passage, p50 {reference_ms} ms, build {reference_built:.0f} s)",
+            flush=True,
+        )
+        del lexical, reference, corpus
     return rows
 
 
@@ -374,7 +394,15 @@ def plot(result: dict, png: Path) -> None:
             label=f"dense {kind}",
         )
     bm = result["bm25"]
-    lat.plot([r["passages"] for r in bm], [r["p50_ms"] for r in bm], marker="x", label="BM25 (bm25s)")
+    lat.plot([r["passages"] for r in bm], [r["p50_ms"] for r in bm], marker="x", label="BM25 (index.lexical)")
+    if all("bm25s_p50_ms" in r for r in bm):
+        lat.plot(
+            [r["passages"] for r in bm],
+            [r["bm25s_p50_ms"] for r in bm],
+            marker="+",
+            ls="--",
+            label="BM25 (bm25s, replaced)",
+        )
     mem.plot([r["passages"] for r in bm], [r["bytes"] / 2**30 for r in bm], marker="x", label="BM25")
     fused = result.get("fused", [])
     lat.plot(
@@ -425,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, help="write scale.json and scale.png here")
     p.add_argument("--components", type=int, default=24, help="Gaussian mixture components")
-    p.add_argument("--fused-from", type=Path, help="a scale.json whose dense and BM25 rows to keep")
+    p.add_argument("--fused-from", type=Path, help="a scale.json whose dense rows to keep")
     p.add_argument("--memory-of", type=Path, help="print the memory an index folder takes loaded, and exit")
     args = p.parse_args(argv)
     if args.memory_of:
@@ -449,11 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  nearest-passage cosine p50, real {shape['real_top1_cosine_p50']} vs synthetic {shape['synthetic_top1_cosine_p50']}"
     )
     texts = real_texts(data)
-    if args.fused_from:  # dense and BM25 rows from an earlier run; measure the fused query only
+    if args.fused_from:  # dense rows from an earlier run (the slowest part); measure the rest
         result = json.loads(args.fused_from.read_text(encoding="utf-8"))
     else:
         result = {"queries": len(questions), "shape_check": shape, "dense": dense_rows(pool, queries)}
-        result["bm25"] = bm25_rows(texts, questions)
+    result["bm25"] = bm25_rows(texts, questions)
     result["memory"] = memory_rows(data, Settings().cache_dir)
     result["fused"] = fused_rows(pool, queries, texts, questions)
     print(f"one machine of 24 GiB holds about {passages_per_machine(result):,} passages", flush=True)

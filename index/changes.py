@@ -14,7 +14,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from index.documents import Document
 
@@ -25,6 +27,10 @@ class Changes:
     changed: tuple[str, ...]
     removed: tuple[str, ...]
     kept: tuple[str, ...]
+    rows_from: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """Set by `index.store.refresh`: for each passage row of the new index, the row of the index it
+    refreshed that it was copied from, or -1 where it was embedded now (what `qa.retrieve.Retriever.updated`
+    follows, so that the lexical index is updated instead of rebuilt)."""
 
     @property
     def embedded(self) -> frozenset[str]:

@@ -3,13 +3,20 @@
 Layout of an index directory::
 
     CURRENT                 name of the live version (replaced atomically with os.replace)
-    versions/<name>/        one complete index: manifest.json, documents.jsonl, passages.jsonl,
+    versions/<name>/        a full version: manifest.json, documents.jsonl, passages.jsonl,
                             sentences.jsonl (offsets, for citations), passages.faiss
+    versions/<name>/        or a delta version (`save_update`): manifest.json naming its full base and
+                            the deltas between, delta.jsonl (documents dropped, documents appended),
+                            delta-vectors.npy (the appended passages' vectors)
 
 A build writes a new version into a temporary folder, fsyncs it, renames it into ``versions/`` and only
 then points ``CURRENT`` at it. A crash at any moment leaves the previous complete index live.
 The manifest records what built the index (embedding model id, dimension, counts, corpus checksum,
 format version) and a sha256 per file; loading refuses anything that does not match.
+
+A document added, replaced or deleted through the API is written as a delta on the live version, so
+nothing unchanged is embedded or written again, and a replica following the live version applies the
+delta in memory (`follow`); deltas are compacted into a full version as they accumulate.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -40,6 +48,11 @@ from index.memory import trim_heap
 FORMAT_VERSION = 2
 _KEEP_VERSIONS = 2
 _FILES = ("documents.jsonl", "passages.jsonl", "sentences.jsonl", "passages.faiss")
+_DELTA_FILES = ("delta.jsonl", "delta-vectors.npy")
+MAX_CHAIN = 32
+"""Delta versions on one full version before the writer compacts them into a full one (`save_update`)."""
+COMPACT_SHARE, COMPACT_MIN = 0.05, 50
+"""... or once the deltas have appended more than this share of the documents (and more than 50)."""
 
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) while embedding."""
@@ -65,6 +78,11 @@ class Manifest:
     created_at: float
     files: dict[str, str] = field(default_factory=dict)
     dense: dict = field(default_factory=lambda: DenseSpec().as_manifest())  # `index.dense`; absent: exact
+    # A delta version (`save_update`): the full version it extends, the deltas between, in order, and
+    # how many documents they append in all; the counts and checksum above are of the whole index.
+    base: str = ""
+    chain: list[str] = field(default_factory=list)
+    delta_documents: int = 0
 
 
 @dataclass
@@ -134,18 +152,29 @@ def refresh(
     )
     old = data if usable else None
     changes = diff(old.documents if old else {}, docs)
+    sentences: list[Sentence] = []
+    passages: list[Passage] = []
+    kept = 0  # leading documents that stay where they were: their rows are kept as they are, in bulk
+    if old is not None:
+        for doc, old_id in zip(docs, old.documents, strict=False):
+            if doc.doc_id != old_id or doc.doc_id in changes.embedded:
+                break
+            kept += 1
+        position = {doc_id: i for i, doc_id in enumerate(old.documents)}  # rows are in document order
+        sentences = old.sentences[: bisect_left(old.sentences, kept, key=lambda s: position[s.doc_id])]
+        passages = old.passages[: bisect_left(old.passages, kept, key=lambda p: position[p.doc_id])]
+    prefix = len(passages)
     old_sentences: dict[str, list[Sentence]] = defaultdict(list)
     old_passages: dict[str, list[int]] = defaultdict(list)  # rows of old.passages (= rows of its vectors)
     if old is not None:
-        for s in old.sentences:
+        for s in old.sentences[len(sentences) :]:
             old_sentences[s.doc_id].append(s)
-        for row, p in enumerate(old.passages):
-            old_passages[p.doc_id].append(row)
-    sentences: list[Sentence] = []
-    passages: list[Passage] = []
-    reused: list[tuple[int, int]] = []  # (new row, old row)
+        for row in range(prefix, len(old.passages)):
+            old_passages[old.passages[row].doc_id].append(row)
+    reused_new: list[int] = []  # rows after the prefix copied from old rows reused_old
+    reused_old: list[int] = []
     fresh: list[int] = []  # new rows to embed
-    for doc in docs:
+    for doc in docs[kept:]:
         if old is None or doc.doc_id in changes.embedded:
             doc_sentences, doc_passages = chunk_document(
                 doc,
@@ -159,21 +188,23 @@ def refresh(
             sentences.extend(doc_sentences)
             passages.extend(doc_passages)
             continue
-        renumbered = {}
-        for s in old_sentences[doc.doc_id]:
-            renumbered[s.sentence_id] = len(sentences)
-            sentences.append(replace(s, sentence_id=len(sentences)))
+        doc_sentences = old_sentences[doc.doc_id]  # a document's sentence ids are consecutive
+        shift = len(sentences) - doc_sentences[0].sentence_id if doc_sentences else 0
+        for s in doc_sentences:
+            sentences.append(s if not shift else Sentence(s.sentence_id + shift, s.doc_id, s.start, s.end, s.text))
         for row in old_passages[doc.doc_id]:
             p = old.passages[row]
-            reused.append((len(passages), row))
-            passages.append(
-                replace(p, passage_id=len(passages), sentence_ids=tuple(renumbered[i] for i in p.sentence_ids))
-            )
+            reused_new.append(len(passages))
+            reused_old.append(row)
+            if shift or p.passage_id != len(passages):
+                ids = tuple(i + shift for i in p.sentence_ids)
+                p = Passage(len(passages), p.doc_id, p.start, p.end, p.text, ids)
+            passages.append(p)
     dim = embedder.dimension if old is None else old.manifest.dimension
     matrix = np.zeros((len(passages), dim), np.float32)
-    if reused:
-        new_rows, old_rows = (list(t) for t in zip(*reused, strict=True))
-        matrix[new_rows] = old.passage_vectors[old_rows]
+    if old is not None:
+        matrix[:prefix] = old.passage_vectors[:prefix]
+        matrix[reused_new] = old.passage_vectors[reused_old]
     texts = [passages[i].text for i in fresh]
     for at, (rows, vectors) in enumerate(_embedded(embedder, texts, fresh, batch_size, progress)):
         if at == 0 and old is None:  # the embedder's dimension may be known only now
@@ -185,6 +216,11 @@ def refresh(
     result = _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking, spec)
     if spec.kind == "ivf":  # build_ivf reuses the old centroids when their list count still fits
         result.dense_index = build_ivf(matrix, spec, trained=old.dense_index if old is not None else None)
+    if old is not None:
+        rows_from = np.full(len(passages), -1, dtype=np.int64)
+        rows_from[:prefix] = np.arange(prefix)
+        rows_from[reused_new] = reused_old
+        changes = replace(changes, rows_from=rows_from)
     return result, changes
 
 
@@ -267,11 +303,9 @@ def _write_faiss(path: Path, data: IndexData) -> None:
 
 
 def save_index(data: IndexData, index_dir: Path) -> Path:
-    """Write ``data`` as a new version under ``index_dir`` and make it live atomically."""
-    versions = index_dir / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=versions))
-    try:
+    """Write ``data`` as a new full version under ``index_dir`` and make it live atomically."""
+
+    def write(tmp: Path) -> None:
         _write_jsonl(
             tmp / "documents.jsonl",
             [
@@ -297,10 +331,103 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
             [{"id": s.sentence_id, "doc_id": s.doc_id, "start": s.start, "end": s.end} for s in data.sentences],
         )
         _write_faiss(tmp / "passages.faiss", data)
-        files = {name: sha256_file(tmp / name) for name in _FILES}
-        manifest = Manifest(**{**asdict(data.manifest), "files": files})
+
+    manifest = replace(data.manifest, base="", chain=[], delta_documents=0)
+    return _publish(data, manifest, write, _FILES, index_dir)
+
+
+def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> Path:
+    """Write ``data``, a refresh of ``parent`` (the live index), as the next version: a delta on
+    ``parent`` when ``data`` keeps ``parent``'s documents in order and adds or replaces some at the end
+    (what `update_index` and most folder refreshes make), else a full version (`save_index`).
+
+    A delta version holds only what changed: the ids of the documents it drops and the documents it
+    appends, with the vectors of those that are new or changed (``delta.jsonl``, ``delta-vectors.npy``),
+    and names its full base and the deltas between. The unchanged passages are neither embedded nor
+    written again. The chain is compacted into a full version once it holds `MAX_CHAIN` deltas or
+    appends more than `COMPACT_SHARE` of the documents.
+
+    Example: with the 1,262-article BBC folder live, one article POSTed -> a delta of 1 document and
+    its 10 vectors (about 20 kB) instead of a 30 MB version."""
+    plan = _delta_plan(parent, data, index_dir) if parent is not None else None
+    if plan is None:
+        return save_index(data, index_dir)
+    removed, appended, embedded = plan
+    if parent.manifest.base:
+        base, chain = parent.manifest.base, [*parent.manifest.chain, parent.version]
+    else:
+        base, chain = parent.version, []
+    appended_total = parent.manifest.delta_documents + len(appended)
+    if len(chain) >= MAX_CHAIN or appended_total > max(COMPACT_MIN, COMPACT_SHARE * len(data.documents)):
+        return save_index(data, index_dir)
+    rows = [i for i, p in enumerate(data.passages) if p.doc_id in embedded]
+    vectors = np.ascontiguousarray(data.passage_vectors[rows], dtype=np.float32)
+
+    def write(tmp: Path) -> None:
+        lines = [{"removed": removed}] + [
+            {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "text": d.text,
+                "body_start": d.body_start,
+                "embedded": d.doc_id in embedded,
+            }
+            for d in appended
+        ]
+        _write_jsonl(tmp / "delta.jsonl", lines)
+        with (tmp / "delta-vectors.npy").open("wb") as fh:
+            np.save(fh, vectors, allow_pickle=False)
+
+    manifest = replace(data.manifest, base=base, chain=chain, delta_documents=appended_total)
+    return _publish(data, manifest, write, _DELTA_FILES, index_dir)
+
+
+def _delta_plan(
+    parent: IndexData, data: IndexData, index_dir: Path
+) -> tuple[list[str], list[Document], set[str]] | None:
+    """(ids ``parent`` drops, documents appended after the ones kept, the appended ones to embed) when
+    ``data`` is ``parent``'s documents in order, some dropped, then some appended; None when no delta
+    can be written (``parent`` not saved here, another model or chunking, or documents reordered)."""
+    versions = index_dir / "versions"
+    chain = [parent.manifest.base, *parent.manifest.chain] if parent.manifest.base else []
+    if (
+        not parent.version
+        or not all((versions / name).is_dir() for name in (*chain, parent.version))
+        or parent.manifest.format_version != data.manifest.format_version
+        or parent.manifest.embedding_model != data.manifest.embedding_model
+        or parent.manifest.chunking != data.manifest.chunking
+        or data.dense.kind != "exact"  # an IVF version is written whole with its trained index
+    ):
+        return None
+    old = parent.documents
+    order = {doc_id: i for i, doc_id in enumerate(old)}
+    new = list(data.documents.values())
+    kept, last = 0, -1
+    for doc in new:
+        at = order.get(doc.doc_id)
+        if at is None or at < last or old[doc.doc_id] != doc:
+            break
+        kept, last = kept + 1, at
+    staying = {d.doc_id for d in new[:kept]}
+    removed = [doc_id for doc_id in old if doc_id not in staying]
+    appended = new[kept:]
+    return removed, appended, {d.doc_id for d in appended if old.get(d.doc_id) != d}
+
+
+def _publish(
+    data: IndexData, manifest: Manifest, write: Callable[[Path], None], names: Sequence[str], index_dir: Path
+) -> Path:
+    """Write a version folder with ``write`` (files ``names``), checksum and fsync it, rename it into
+    place and point ``CURRENT`` at it; ``data`` takes its manifest and name."""
+    versions = index_dir / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=versions))
+    try:
+        write(tmp)
+        files = {name: sha256_file(tmp / name) for name in names}
+        manifest = replace(manifest, files=files)
         (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
-        for name in (*_FILES, "manifest.json"):
+        for name in (*names, "manifest.json"):
             _fsync_path(tmp / name)
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}-{manifest.corpus_checksum[:12]}"
         final = versions / name
@@ -321,9 +448,19 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
 
 
 def _prune(versions: Path, keep: str) -> None:
-    """Drop old versions and leftovers of crashed builds, keeping the live one and the one before."""
+    """Drop old versions and leftovers of crashed builds, keeping the live one and the one before, and
+    the base and deltas each of those is made of."""
     complete = sorted((p for p in versions.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
-    old = [p for p in complete if p.name != keep][: -(_KEEP_VERSIONS - 1) or None]
+    kept = [p for p in complete if p.name != keep][-(_KEEP_VERSIONS - 1) :] + [versions / keep]
+    needed = set()
+    for folder in kept:
+        needed.add(folder.name)
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            needed.update([manifest.get("base") or folder.name, *manifest.get("chain", [])])
+        except (OSError, ValueError):
+            pass
+    old = [p for p in complete if p.name not in needed]
     stale_tmp = [p for p in versions.iterdir() if p.name.startswith(".tmp-") and time.time() - p.stat().st_mtime > 3600]
     for path in old + stale_tmp:
         shutil.rmtree(path, ignore_errors=True)
@@ -342,7 +479,11 @@ def current_version(index_dir: Path) -> Path:
 
 
 def read_manifest(index_dir: Path) -> Manifest:
-    folder = current_version(index_dir)
+    """The live version's manifest."""
+    return _manifest_at(current_version(index_dir))
+
+
+def _manifest_at(folder: Path) -> Manifest:
     try:
         raw = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         return Manifest(**raw)
@@ -352,7 +493,7 @@ def read_manifest(index_dir: Path) -> Manifest:
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
     """Raise `IndexCorrupt` when an index file is missing or fails its manifest checksum."""
-    for name in _FILES:
+    for name in _DELTA_FILES if manifest.base else _FILES:
         path = folder / name
         if not path.is_file():
             raise IndexCorrupt(f"index file {name} is missing: rebuild with `qa index build`")
@@ -385,13 +526,105 @@ def _read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
-    """Load and fully validate the live index; raise an `IndexError_` subclass on any problem."""
-    import faiss
+def _parts(index_dir: Path, folder: Path, manifest: Manifest) -> list[Path]:
+    """The folders a version is made of: itself when full; else its base, the deltas between, itself."""
+    if not manifest.base:
+        return [folder]
+    names = [manifest.base, *manifest.chain]
+    if any(not name or "/" in name or not (index_dir / "versions" / name).is_dir() for name in names):
+        raise IndexCorrupt(f"version {folder.name} extends versions that are missing: rebuild with `qa index build`")
+    return [index_dir / "versions" / name for name in names] + [folder]
 
+
+def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
+    """Load and fully validate the live index; raise an `IndexError_` subclass on any problem. A delta
+    version is its full base with each delta applied (`save_update`)."""
     folder = current_version(index_dir)
     manifest = read_manifest(index_dir)
     check_compatible(manifest, embedder)
+    base, *deltas = _parts(index_dir, folder, manifest)
+    data = _load_full(base, _manifest_at(base) if deltas else manifest)
+    return _apply_deltas(data, deltas)[0] if deltas else data
+
+
+def follow(data: IndexData, index_dir: Path, embedder: Embedder) -> tuple[IndexData, np.ndarray | None]:
+    """The live version, reached from ``data`` (a loaded version of ``index_dir``): when the live one is
+    a delta extending ``data``'s version, only the deltas after it are read and applied (`refresh`:
+    nothing is re-embedded), and ``rows_from`` (`Changes.rows_from`) says which rows were kept; else
+    the live version is loaded whole and ``rows_from`` is None. ``data`` is not modified.
+
+    Example: a replica answering from version A, the writer adds one article as delta B on A ->
+    (A with B applied, rows_from: 11,831 rows kept and 10 new), read from about 20 kB."""
+    folder = current_version(index_dir)
+    if folder.name == data.version:
+        return data, np.arange(len(data.passages))
+    manifest = _manifest_at(folder)
+    chain = [manifest.base, *manifest.chain, folder.name]
+    if manifest.base and data.version in chain[:-1] and data.manifest.embedding_model == embedder.model_id:
+        after = chain[chain.index(data.version) + 1 :]
+        if all((index_dir / "versions" / name).is_dir() for name in after):
+            new, changes = _apply_deltas(data, [index_dir / "versions" / name for name in after])
+            return new, changes.rows_from
+    return load_index(index_dir, embedder), None
+
+
+class _StoredVectors:
+    """An `Embedder` that looks passages up in vectors read from delta versions instead of embedding them."""
+
+    def __init__(self, table: dict[str, np.ndarray], model_id: str, dimension: int) -> None:
+        self.table, self.model_id, self.dimension = table, model_id, dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        try:
+            return np.stack([self.table[t] for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
+        except KeyError:
+            raise IndexCorrupt(
+                "a delta version lacks the vectors of a passage it adds: rebuild with `qa index build`"
+            ) from None
+
+
+def _apply_deltas(data: IndexData, folders: Sequence[Path]) -> tuple[IndexData, Changes]:
+    """``data`` with the delta versions in ``folders`` applied in order, as one `refresh`."""
+    documents = dict(data.documents)
+    table: dict[str, np.ndarray] = {}
+    chunking = ChunkingParams(**data.manifest.chunking)
+    for folder in folders:
+        manifest = _manifest_at(folder)
+        verify_files(folder, manifest)
+        try:
+            head, *appended = _read_jsonl(folder / "delta.jsonl")
+            vectors = np.load(folder / "delta-vectors.npy", allow_pickle=False)
+            for doc_id in head["removed"]:
+                del documents[doc_id]
+            at = 0
+            for row in appended:
+                doc = Document(row["doc_id"], row["title"], row["text"], row.get("body_start", 0))
+                documents.pop(doc.doc_id, None)
+                documents[doc.doc_id] = doc
+                if row["embedded"]:
+                    for p in chunk_document(doc, first_sentence_id=0, first_passage_id=0, **asdict(chunking))[1]:
+                        table[p.text] = vectors[at]
+                        at += 1
+            if at != len(vectors):
+                raise ValueError(f"{len(vectors)} vectors for {at} new passages")
+        except (KeyError, ValueError, TypeError, IndexError_) as exc:
+            raise IndexCorrupt(
+                f"delta version {folder.name} cannot be read ({exc}): rebuild with `qa index build`"
+            ) from exc
+    stored = _StoredVectors(table, data.manifest.embedding_model, data.manifest.dimension)
+    new, changes = refresh(data, list(documents.values()), stored, chunking=chunking)
+    counts = (new.manifest.documents, new.manifest.passages, new.manifest.sentences, new.manifest.corpus_checksum)
+    expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.corpus_checksum)
+    if counts != expected:
+        raise IndexCorrupt(f"version {folder.name} applied gives {counts}, its manifest says {expected}: rebuild")
+    new.manifest, new.version = manifest, folder.name
+    return new, changes
+
+
+def _load_full(folder: Path, manifest: Manifest) -> IndexData:
+    """A full version's files, checked against ``manifest``."""
+    import faiss
+
     verify_files(folder, manifest)
     try:
         docs = {
@@ -440,8 +673,10 @@ def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str, den
     """'missing', 'corrupt', 'stale' (other corpus, model or asked-for dense index) or 'fresh':
     `qa index build --if-stale` rebuilds unless it is 'fresh'."""
     try:
-        manifest = read_manifest(index_dir)
-        verify_files(current_version(index_dir), manifest)
+        folder = current_version(index_dir)
+        manifest = _manifest_at(folder)
+        for part in _parts(index_dir, folder, manifest):
+            verify_files(part, _manifest_at(part))
     except IndexMissing:
         return "missing"
     except IndexCorrupt:
@@ -472,14 +707,14 @@ def refresh_folder(
     except IndexError_:  # missing, corrupt or built by another model: build from nothing
         live = None
     data, changes = refresh(live, docs, embedder, progress=progress, dense=dense)
-    return data, changes, save_index(data, index_dir)
+    return data, changes, save_update(data, index_dir, live)
 
 
 def update_index(
     data: IndexData, embedder: Embedder, *, upsert: Document | None = None, remove: str | None = None
-) -> IndexData:
+) -> tuple[IndexData, Changes]:
     """A new `IndexData` with one document added, replaced or removed, embedding only that document
     (`refresh`); the document goes last, the others keep their order. ``data`` itself is not modified."""
     target = upsert.doc_id if upsert else remove
     docs = [d for d in data.documents.values() if d.doc_id != target] + ([upsert] if upsert else [])
-    return refresh(data, docs, embedder, chunking=ChunkingParams(**data.manifest.chunking))[0]
+    return refresh(data, docs, embedder, chunking=ChunkingParams(**data.manifest.chunking))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from index.chunking import Passage
 from index.documents import Document
@@ -38,6 +39,9 @@ from qa.reader.reader import Reader, Reading
 from qa.retrieve import Retriever
 from qa.types import Answer, AnswerMode, Citation, Hit
 from qa.verify import early_reject, states_value, verify_answer
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("qa")
 
@@ -227,9 +231,20 @@ class Pipeline(IndexedDocuments):
             options = replace(options, read_passages=decider.passages)
         return cls(data, embedder, generator, options, reader=reader, decider=decider)
 
-    def with_data(self, data: IndexData) -> Pipeline:
-        """The same models over another index (documents added or removed)."""
-        return Pipeline(data, self.embedder, self.generator, self.options, reader=self.reader, decider=self.decider)
+    def with_data(self, data: IndexData, rows_from: np.ndarray | None = None) -> Pipeline:
+        """The same models over another index (documents added or removed). When ``data`` is a refresh
+        of this pipeline's index, ``rows_from`` (its `index.changes.Changes.rows_from`) lets the
+        retriever be updated instead of rebuilt (`qa.retrieve.Retriever.updated`)."""
+        new = object.__new__(Pipeline)
+        new.__dict__.update(self.__dict__)
+        new.data = data
+        new.retriever = (
+            Retriever(data, self.embedder, nprobe=self.options.dense_nprobe)
+            if rows_from is None
+            else self.retriever.updated(data, rows_from)
+        )
+        new._lock = threading.Lock()
+        return new
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the generator's tokenizer when it has one, else word pieces."""

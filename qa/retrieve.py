@@ -1,14 +1,16 @@
-"""Hybrid retrieval: dense FAISS search + BM25 (bm25s), fused with reciprocal-rank fusion."""
+"""Hybrid retrieval: dense FAISS search + BM25 (`index.lexical`), fused with reciprocal-rank fusion."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
 from index.dense import DenseSearch, ExactSearch, IVFSearch
 from index.embedder import Embedder
+from index.lexical import LexicalIndex
 from index.memory import trim_heap
 from index.store import IndexData
 from qa.lang.text import QUESTION_WORDS, STOPWORDS, content_terms, edit_distance_at_most_one, stem, words
@@ -67,22 +69,42 @@ class Retriever:
     """Holds the in-memory search structures built from a loaded `IndexData`."""
 
     def __init__(self, data: IndexData, embedder: Embedder, *, candidates: int = 30, nprobe: int | None = None) -> None:
-        import bm25s
-
         self.data = data
         self.embedder = embedder
         self.candidates = candidates
+        self.nprobe = nprobe
         self.dense = dense_search(data, nprobe)
-        passage_tokens = [content_terms(p.text) or ["\x00empty"] for p in data.passages]
-        self.bm25 = bm25s.BM25()
-        if passage_tokens:
-            self.bm25.index(passage_tokens, show_progress=False)
-        self.vocab = set(self.bm25.vocab_dict) if passage_tokens else set()
-        # Raw (unstemmed) words too, so typo tolerance compares like with like.
-        self.raw_words = {w for p in data.passages for w in words(p.text)}
-        self._sorted_words = sorted(w for w in self.raw_words if w.isalpha())
-        del passage_tokens
+        self.lexical = LexicalIndex.build([content_terms(p.text) for p in data.passages])
+        # Raw (unstemmed) words too, so typo tolerance compares like with like: passages holding each.
+        self.raw_words: Counter[str] = Counter(w for p in data.passages for w in set(words(p.text)))
+        self._sorted = None
         trim_heap()
+
+    def updated(self, data: IndexData, rows_from: np.ndarray) -> Retriever:
+        """The retriever of ``data``, refreshed from this one's index (`index.store.refresh`, whose
+        ``rows_from`` maps each new row to the row it was copied from, -1 where it is new): the lexical
+        index takes the new passages as a segment instead of being rebuilt (`index.lexical`). Searches
+        give what a retriever built from ``data`` gives; this one is not modified."""
+        fresh = np.flatnonzero(rows_from < 0)
+        gone = np.ones(len(self.data.passages), dtype=bool)
+        gone[rows_from[rows_from >= 0]] = False
+        new = object.__new__(Retriever)
+        new.data, new.embedder, new.candidates, new.nprobe = data, self.embedder, self.candidates, self.nprobe
+        new.dense = dense_search(data, self.nprobe)
+        new.lexical = self.lexical.updated(rows_from, [content_terms(data.passages[i].text) for i in fresh])
+        new.raw_words = self.raw_words.copy()
+        new.raw_words.subtract(w for i in np.flatnonzero(gone) for w in set(words(self.data.passages[i].text)))
+        new.raw_words.update(w for i in fresh for w in set(words(data.passages[i].text)))
+        new.raw_words = +new.raw_words  # drops the words no passage holds any more
+        new._sorted = None
+        return new
+
+    @property
+    def _sorted_words(self) -> list[str]:
+        """The corpus's alphabetic words, sorted (typo correction's candidates), made on first use."""
+        if self._sorted is None:
+            self._sorted = sorted(w for w in self.raw_words if w.isalpha())
+        return self._sorted
 
     def embed_query(self, question: str) -> np.ndarray:
         return self.embedder.embed([question])[0]
@@ -96,10 +118,10 @@ class Retriever:
         dense_scores, dense_ids = self.dense.search(query_vector, depth)
         dense_ranking = [int(i) for i in dense_ids if i >= 0]
         dense_by_id = {int(i): float(s) for i, s in zip(dense_ids, dense_scores, strict=True) if i >= 0}
-        terms = [t for t in content_terms(question) if t in self.vocab]
+        terms = content_terms(question)
         lexical_ranking: list[int] = []
         if terms:
-            lexical_ranking = best_matches(self.bm25.get_scores(terms), depth)
+            lexical_ranking = best_matches(self.lexical.scores(terms), depth)
         fused = reciprocal_rank_fusion([dense_ranking, lexical_ranking])
         dense_rank = {pid: r for r, pid in enumerate(dense_ranking, 1)}
         lexical_rank = {pid: r for r, pid in enumerate(lexical_ranking, 1)}
@@ -129,7 +151,7 @@ class Retriever:
                 or low in STOPWORDS
                 or low in QUESTION_WORDS
                 or low in self.raw_words
-                or stem(low) in self.vocab
+                or self.lexical.knows(stem(low))
             ):
                 return raw
             candidates = _QUESTION_VOCAB if len(low) < 5 else self._sorted_words

@@ -12,11 +12,14 @@ from index.store import (
     ChunkingParams,
     build_index,
     current_version,
+    follow,
     index_state,
     load_index,
     refresh,
     refresh_folder,
     save_index,
+    save_update,
+    update_index,
 )
 from qa.errors import IndexCorrupt, IndexMismatch, IndexMissing
 
@@ -184,7 +187,8 @@ def test_refresh_folder_updates_the_live_index_and_survives_a_corrupt_one(tmp_pa
     data, changes, folder = refresh_folder(tmp_path, five, counting)
     assert len(changes.kept) == 2 and folder == current_version(tmp_path)
     assert {p.doc_id for p in data.passages if p.text in counting.embedded} <= set(changes.added)
-    (folder / "passages.faiss").write_bytes(b"broken")
+    assert (folder / "delta.jsonl").is_file()  # three appended to the two: a delta version
+    (folder / "delta-vectors.npy").write_bytes(b"broken")
     _, changes, _ = refresh_folder(tmp_path, five, counting)
     assert len(changes.added) == len(five)  # rebuilt from nothing, not from a broken index
     _same_index(load_index(tmp_path, counting), build_index(five, HashingEmbedder(256)))
@@ -212,3 +216,105 @@ def test_an_embedder_with_embed_all_gets_every_new_passage_in_one_call(tiny_docs
     added = parse_document("late", "Late news\n\nThe town opened 3 parks in 2005. Everyone came.")
     refresh(data, [*tiny_docs, added], whole)
     assert whole.jobs[-1] == sum(1 for p in build_index([added], embedder).passages)  # only the new article
+
+
+def _edits(five):
+    """A run of document writes as `POST`/`DELETE /v1/documents` make them: (upsert, remove) pairs."""
+    first, second, *_ = five
+    return [
+        (parse_document("new-a", "The ferry runs every 10 minutes from May."), None),
+        (parse_document(first.doc_id, first.text + " The zoo costs £4m."), None),  # replaced: goes last
+        (None, second.doc_id),
+        (parse_document("new-b", "The bridge reopens in June 2021 after repairs."), None),
+        (parse_document("new-a", "The ferry runs every 12 minutes from May."), None),
+        (None, "new-b"),
+    ]
+
+
+def test_document_writes_are_deltas_that_load_as_a_full_build(tmp_path, five):
+    """Each write after the first version stores only what changed (no unchanged passage embedded or
+    written again), and loading the live delta version gives what a full build of its documents gives."""
+    counting = CountingEmbedder()
+    data = build_index(five, counting)
+    save_index(data, tmp_path)
+    base = data.version
+    for upsert, remove in _edits(five):
+        counting.embedded.clear()
+        new, changes = update_index(data, counting, upsert=upsert, remove=remove)
+        folder = save_update(new, tmp_path, data)
+        assert sorted(f.name for f in folder.iterdir()) == ["delta-vectors.npy", "delta.jsonl", "manifest.json"]
+        assert new.manifest.base == base and new.version == folder.name
+        vectors = np.load(folder / "delta-vectors.npy")
+        assert len(vectors) == len(counting.embedded)
+        assert {p.doc_id for p in new.passages if p.text in counting.embedded} <= {upsert and upsert.doc_id}
+        loaded = load_index(tmp_path, HashingEmbedder(256))
+        _same_index(loaded, build_index(list(new.documents.values()), HashingEmbedder(256)))
+        assert loaded.version == new.version and loaded.manifest == new.manifest
+        data = new
+    assert len(data.manifest.chain) == len(_edits(five)) - 1
+    assert index_state(tmp_path, list(data.documents.values()), counting.model_id) == "fresh"
+
+
+def test_follow_applies_only_the_new_deltas(tmp_path, five):
+    """A replica at an older version reaches the live one by applying the deltas after its own; from
+    another base (after compaction) it loads the live version whole."""
+    embedder = HashingEmbedder(256)
+    data = build_index(five, embedder)
+    save_index(data, tmp_path)
+    replica = load_index(tmp_path, embedder)
+    writer = replica
+    for i, (upsert, remove) in enumerate(_edits(five)):
+        new, _ = update_index(writer, embedder, upsert=upsert, remove=remove)
+        save_update(new, tmp_path, writer)
+        writer = new
+        if i % 2:  # the replica misses some versions: it applies two deltas at once
+            continue
+        followed, rows_from = follow(replica, tmp_path, embedder)
+        assert rows_from is not None and followed.version == writer.version
+        assert list(rows_from) == [
+            next((i for i, q in enumerate(replica.passages) if (q.doc_id, q.text) == (p.doc_id, p.text)), -1)
+            if p.doc_id in replica.documents and replica.documents[p.doc_id] == followed.documents[p.doc_id]
+            else -1
+            for p in followed.passages
+        ]
+        _same_index(followed, load_index(tmp_path, embedder))
+        replica = followed
+    replica = follow(replica, tmp_path, embedder)[0]  # the last write, missed above
+    assert replica.version == writer.version and follow(replica, tmp_path, embedder)[0] is replica
+    compacted = save_index(writer, tmp_path)  # a full version: another base
+    followed, rows_from = follow(replica, tmp_path, embedder)
+    assert rows_from is None and followed.version == compacted.name
+
+
+def test_a_long_chain_is_compacted_and_pruning_keeps_what_versions_are_made_of(tmp_path, five, monkeypatch):
+    import index.store as store
+
+    monkeypatch.setattr(store, "MAX_CHAIN", 3)
+    embedder = HashingEmbedder(256)
+    data = build_index(five, embedder)
+    save_index(data, tmp_path)
+    kinds = []
+    for n in range(6):
+        new, _ = update_index(data, embedder, upsert=parse_document(f"more-{n}", f"The fair has {n + 3} rides."))
+        folder = save_update(new, tmp_path, data)
+        kinds.append("delta" if (folder / "delta.jsonl").is_file() else "full")
+        data = new
+        load_index(tmp_path, embedder)  # the live version and everything it is made of are still there
+    assert kinds == ["delta", "delta", "delta", "full", "delta", "delta"]
+    live = json.loads((current_version(tmp_path) / "manifest.json").read_text())
+    kept = {p.name for p in (tmp_path / "versions").iterdir()}
+    assert kept == {live["base"], *live["chain"], current_version(tmp_path).name}  # older chain pruned
+
+
+def test_a_broken_delta_is_refused(tmp_path, five):
+    embedder = HashingEmbedder(256)
+    data = build_index(five, embedder)
+    save_index(data, tmp_path)
+    new, _ = update_index(data, embedder, upsert=parse_document("new-a", "The ferry runs every 10 minutes."))
+    folder = save_update(new, tmp_path, data)
+    (folder / "delta.jsonl").write_text('{"removed": ["no-such-doc"]}\n')
+    with pytest.raises(IndexCorrupt):
+        load_index(tmp_path, embedder)
+    assert index_state(tmp_path, list(new.documents.values()), embedder.model_id) == "corrupt"
+    folder.with_name(new.manifest.base).joinpath("manifest.json").unlink()
+    assert index_state(tmp_path, list(new.documents.values()), embedder.model_id) == "corrupt"

@@ -16,7 +16,7 @@ from api.deps import PipelineDep, SettingsDep, StateDep
 from api.responses import errors
 from api.schemas import DocumentChange, DocumentIn, DocumentList, DocumentOut, DocumentSummary
 from index.documents import with_title, write_source
-from index.store import save_index, update_index
+from index.store import save_update, update_index
 from qa.errors import BadDocument, Conflict
 from qa.lang.text import is_blank
 from qa.pipeline import Pipeline
@@ -47,9 +47,9 @@ def _apply(pipeline: Pipeline, settings, *, upsert=None, remove: str | None = No
         write_source(source_dir, upsert)
     elif remove is not None:
         (source_dir / f"{remove}.txt").unlink(missing_ok=True)
-    data = update_index(pipeline.data, pipeline.embedder, upsert=upsert, remove=remove)
-    save_index(data, index_dir)
-    return pipeline.with_data(data)
+    data, changes = update_index(pipeline.data, pipeline.embedder, upsert=upsert, remove=remove)
+    save_update(data, index_dir, pipeline.data)  # a delta on the live version: only this document's rows
+    return pipeline.with_data(data, changes.rows_from)
 
 
 @router.post("", response_model=DocumentChange, status_code=201, responses=errors(400, 401, 413, 422, 503))
