@@ -443,7 +443,7 @@ def passages_per_machine(result: dict, ram_gib: float = 24) -> int:
     """How many passages one machine holds: RAM less the models and headroom over the IVF layout's
     measured bytes a passage (`memory_of`).
 
-    Example: 6,838 bytes a passage -> about 3.4M passages in 24 GiB
+    Example: 6,399 bytes a passage -> about 3.6M passages in 24 GiB
     """
     per = max(r["bytes_per_passage"] for r in result["memory"])
     return int((ram_gib - MODELS_GIB - HEADROOM_GIB) * 2**30 / per)
