@@ -22,6 +22,10 @@ updating its retriever rather than rebuilding it; a full version is loaded whole
 mid-batch is retried once on another; then the batch's requests get 503 with an error body and
 ``Retry-After``, and Serve starts a new replica.
 
+Cancellation: a request whose deadline passes or whose client leaves is answered 504 (or dropped) by
+the ingress at once, as in one process; its row id goes to the `Cancellations` actor, which the replica
+answering it polls every 50 ms, and the row stops within a decoding step there too.
+
 Example::
 
     qa serve-cluster --replicas 2 --port 8000      # then: curl localhost:8000/v1/ask -d '{"question": …}'
@@ -33,6 +37,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +50,8 @@ from qa.types import Answer
 log = logging.getLogger("ray.serve")  # what Serve's replicas log (with their ids and times)
 APP_NAME = "newsqa"
 FOLLOW_EVERY_S = 0.25  # how often an answering replica looks at CURRENT
+CANCELLATIONS = "newsqa-cancellations"  # the named actor that carries cancelled rows to the replicas
+CANCEL_POLL_S = 0.05  # how often the ingress looks for given-up rows, and a replica for cancelled ones
 
 
 def _settings_payload(settings: Settings) -> dict:
@@ -57,8 +64,26 @@ def _settings_payload(settings: Settings) -> dict:
 
 
 def _job_payload(job: Job) -> tuple:
-    """A job without its cancel event (a `threading.Event` does not cross processes)."""
+    """A job without its cancel event (a `threading.Event` does not cross processes: `Cancellations`)."""
     return (job.question, job.top_k, tuple(job.history), job.max_new_tokens)
+
+
+class Cancellations:
+    """The rows whose clients gave up (deadline passed, client gone), by row id: a named Ray actor that
+    the ingress tells and the replicas answering those rows poll, so that a row stops within a decoding
+    step on its replica as it does in the one-process worker (`api.gate`)."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        self._ids.update(ids)
+
+    def cancelled(self, ids: Sequence[str]) -> list[str]:
+        return [i for i in ids if i in self._ids]
+
+    def forget(self, ids: Sequence[str]) -> None:
+        self._ids.difference_update(ids)
 
 
 class Answerer:
@@ -70,6 +95,8 @@ class Answerer:
         self.settings = Settings(**{**settings, "torch_threads": torch_threads})
         self.pipeline = Pipeline.from_settings(self.settings, progress=log.info)
         self._lock = threading.Lock()
+        self._cancellations = None
+        self.cancelled_rows = 0
         threading.Thread(target=self._follow, name="qa-follow-index", daemon=True).start()
 
     def _follow(self) -> None:
@@ -106,7 +133,41 @@ class Answerer:
         return self.version
 
     def ask_batch(self, jobs: Sequence[tuple]) -> list[Answer | QAError]:
-        return self.pipeline.ask_batch([Job(*job) for job in jobs])
+        """Answer a batch of ``_job_payload`` tuples, each followed by its row id; a row cancelled at the
+        ingress (`Cancellations`) stops within a decoding step and gets `Cancelled`."""
+        from qa.errors import Cancelled
+
+        events = [threading.Event() for _ in jobs]
+        ids = {job[4]: event for job, event in zip(jobs, events, strict=True) if len(job) > 4}
+        done, polled = threading.Event(), threading.Event()
+        if ids:
+            threading.Thread(target=self._watch, args=(ids, done, polled), name="qa-cancel", daemon=True).start()
+            polled.wait(5)  # the first poll: a row given up while it queued does not start
+        try:
+            results = self.pipeline.ask_batch([Job(*job[:4], cancel=e) for job, e in zip(jobs, events, strict=True)])
+        finally:
+            done.set()
+        self.cancelled_rows += sum(isinstance(r, Cancelled) for r in results)
+        return results
+
+    def _watch(self, ids: dict, done: threading.Event, polled: threading.Event) -> None:
+        """Set the events of ``ids``'s rows as `Cancellations` names them, every `CANCEL_POLL_S` until
+        ``done``; ``polled`` is set after the first poll (or on failure)."""
+        import ray
+
+        try:
+            if self._cancellations is None:
+                self._cancellations = ray.get_actor(CANCELLATIONS)
+            while True:
+                for row in ray.get(self._cancellations.cancelled.remote(list(ids)), timeout=5):
+                    ids[row].set()
+                polled.set()
+                if done.wait(CANCEL_POLL_S):
+                    return
+        except Exception as exc:  # noqa: BLE001 - no ingress actor (a bare replica) or it is restarting
+            log.warning("cancellations not followed for this batch: %s", type(exc).__name__)
+        finally:
+            polled.set()
 
     def info(self) -> dict:
         generator = self.pipeline.generator
@@ -114,6 +175,7 @@ class Answerer:
             "generator": generator.model_id if generator else None,
             "tokenizer": getattr(generator, "tokenizer", None),
             "version": self.version,
+            "cancelled_rows": self.cancelled_rows,
             "pid": os.getpid(),
             "node": _node_id(),
         }
@@ -138,16 +200,25 @@ class ClusterFront(IndexedDocuments):
     index's documents (for citations' titles, the documents routes and /readyz), the question checks,
     token counts, and ``ask_batch``, sent to a replica."""
 
-    def __init__(self, data: IndexData, embedder, options: PipelineOptions, answerer, info: dict) -> None:  # noqa: ANN001
+    def __init__(  # noqa: PLR0913
+        self,
+        data: IndexData,
+        embedder,
+        options: PipelineOptions,
+        answerer,
+        info: dict,
+        cancellations=None,  # noqa: ANN001
+    ) -> None:
         self.data = data
         self.embedder = embedder
         self.options = options
         self.answerer = answerer
         self.info = info
+        self.cancellations = cancellations  # the `Cancellations` actor's handle
         self.generator = _Named(info["generator"]) if info.get("generator") else None
 
     def with_data(self, data: IndexData, rows_from=None) -> ClusterFront:  # noqa: ANN001, ARG002 - no retriever here
-        return ClusterFront(data, self.embedder, self.options, self.answerer, self.info)
+        return ClusterFront(data, self.embedder, self.options, self.answerer, self.info, self.cancellations)
 
     def check_question(self, question: str, top_k: int | None) -> tuple[str, int]:
         return check_question(question, top_k, self.options)
@@ -159,13 +230,38 @@ class ClusterFront(IndexedDocuments):
         """One replica answers the batch (tried twice: a replica may die under it)."""
         from ray.exceptions import RayError
 
-        payload = [_job_payload(j) for j in jobs]
-        for attempt in (1, 2):
-            try:
-                return self.answerer.ask_batch.remote(payload).result()
-            except RayError as exc:
-                log.warning("answering replica failed (attempt %d): %s", attempt, type(exc).__name__)
-        return [NotReady("an answering replica failed twice on this question; retry in a few seconds")] * len(jobs)
+        ids = [uuid.uuid4().hex for _ in jobs]
+        payload = [(*_job_payload(j), row) for j, row in zip(jobs, ids, strict=True)]
+        done = threading.Event()
+        watcher = None
+        if self.cancellations is not None and any(j.cancel is not None for j in jobs):
+            watcher = threading.Thread(target=self._watch, args=(jobs, ids, done), name="qa-cancel", daemon=True)
+            watcher.start()
+        try:
+            for attempt in (1, 2):
+                try:
+                    return self.answerer.ask_batch.remote(payload).result()
+                except RayError as exc:
+                    log.warning("answering replica failed (attempt %d): %s", attempt, type(exc).__name__)
+            return [NotReady("an answering replica failed twice on this question; retry in a few seconds")] * len(jobs)
+        finally:
+            if watcher is not None:
+                done.set()
+                watcher.join()
+                self.cancellations.forget.remote(ids)
+
+    def _watch(self, jobs: Sequence[Job], ids: list[str], done: threading.Event) -> None:
+        """Tell `Cancellations` about each row whose client gives up while the batch runs."""
+        told: set[str] = set()
+        while not done.wait(CANCEL_POLL_S):
+            given_up = [
+                r
+                for j, r in zip(jobs, ids, strict=True)
+                if j.cancel is not None and j.cancel.is_set() and r not in told
+            ]
+            if given_up:
+                self.cancellations.cancel.remote(given_up)
+                told.update(given_up)
 
 
 class Ingress:
@@ -181,9 +277,13 @@ class Ingress:
         embedder = SentenceTransformerEmbedder(  # loaded only if a document is added here
             Path(self.settings.embedder_path) if self.settings.embedder_path else None, device="cpu"
         )
+        import ray
+
         data = await asyncio.to_thread(load_index, Path(self.settings.index_dir), embedder)
         info = await answerer.info.remote()
-        self.front = ClusterFront(data, embedder, PipelineOptions.from_settings(self.settings), answerer, info)
+        cancellations = ray.remote(Cancellations).options(name=CANCELLATIONS, get_if_exists=True, num_cpus=0).remote()
+        options = PipelineOptions.from_settings(self.settings)
+        self.front = ClusterFront(data, embedder, options, answerer, info, cancellations)
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - called by Serve after __init__
         from api.app import create_app

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from types import SimpleNamespace
+
 import httpx
 import pytest
 
 from api.app import create_app
-from api.cluster import ClusterFront, _job_payload
+from api.cluster import Answerer, Cancellations, ClusterFront, _job_payload
 from qa.config import Settings
 from qa.pipeline import Job
 from tests.conftest import live_server
@@ -43,7 +47,7 @@ class FakeReplicas:
         if self.failures:
             self.failures -= 1
             raise ray_exceptions.ActorDiedError()
-        return self.pipeline.ask_batch([Job(*j) for j in jobs])
+        return self.pipeline.ask_batch([Job(*j[:4]) for j in jobs])  # j[4]: the row's id
 
 
 def _app(tiny_pipeline, tmp_path, failures: int):  # noqa: ANN001, ANN202
@@ -80,3 +84,52 @@ def test_a_job_crosses_processes_without_its_cancel_event():
     import threading
 
     assert _job_payload(Job("q", 3, ("earlier",), 16, threading.Event())) == ("q", 3, ("earlier",), 16)
+
+
+def test_a_row_given_up_at_the_ingress_reaches_the_cancellations_actor(tiny_pipeline):
+    """The ingress's half: a row whose client gives up mid-batch is named to `Cancellations` (the
+    other rows are not), and every row of the batch is forgotten once it returns."""
+    actor = Cancellations()
+    told: list[str] = []
+    now = SimpleNamespace(  # an actor handle's shape, run at once
+        cancel=SimpleNamespace(remote=lambda ids: (told.extend(ids), actor.cancel(ids))),
+        forget=SimpleNamespace(remote=actor.forget),
+    )
+    seen: dict[str, list[str]] = {}
+
+    class Slow(FakeReplicas):
+        def _ask_batch(self, jobs):  # noqa: ANN001, ANN202
+            seen["ids"] = [j[4] for j in jobs]
+            deadline = time.monotonic() + 5
+            while not actor.cancelled(seen["ids"][:1]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return super()._ask_batch(jobs)
+
+    front = ClusterFront(
+        tiny_pipeline.data, tiny_pipeline.embedder, tiny_pipeline.options, Slow(tiny_pipeline), {}, now
+    )
+    gone, kept = threading.Event(), threading.Event()
+    threading.Timer(0.2, gone.set).start()
+    question = "How many libraries does the council run?"
+    front.ask_batch([Job(question, cancel=gone), Job(question, cancel=kept)])
+    assert len(set(seen["ids"])) == 2 and told == seen["ids"][:1]
+    assert actor.cancelled(seen["ids"]) == []  # forgotten
+
+
+def test_a_replica_stops_the_rows_cancelled_at_the_ingress(tiny_pipeline, monkeypatch):
+    """The replica's half: rows `Cancellations` names get `Cancelled`, the others their answers."""
+    import ray
+
+    from qa.errors import Cancelled
+    from qa.types import Answer
+
+    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: ref)  # the fake handle returns values
+    actor = Cancellations()
+    actor.cancel(["gone"])
+    answerer = object.__new__(Answerer)  # without loading models: the tiny pipeline answers
+    answerer.pipeline, answerer.cancelled_rows = tiny_pipeline, 0
+    answerer._cancellations = SimpleNamespace(cancelled=SimpleNamespace(remote=actor.cancelled))
+    question = "How many libraries does the council run?"
+    results = answerer.ask_batch([(question, None, (), None, "gone"), (question, None, (), None, "kept")])
+    assert isinstance(results[0], Cancelled) and isinstance(results[1], Answer) and not results[1].abstained
+    assert answerer.cancelled_rows == 1

@@ -112,7 +112,38 @@ def main(config_path: str, out_path: str) -> int:
         out["follow"] = follow(base)
         out["replica_versions"] = sorted({handle.refresh.remote().result() for _ in range(12)})
 
-        # 3. one replica killed under load: retried or refused with an error body, and it comes back
+        # 3. cancellation reaches the replicas (`api.cluster.Cancellations`): named before a batch runs,
+        # and a client that leaves mid-answer (up to 3 tries: its row may finish before the news arrives)
+        from api.cluster import CANCELLATIONS
+
+        namespace = next(
+            a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"] == CANCELLATIONS
+        )
+        actor = ray.get_actor(CANCELLATIONS, namespace=namespace)
+        ray.get(actor.cancel.remote(["probe-gone"]))
+        question = config["questions"][0]
+        got = handle.ask_batch.remote([(question, None, (), None, "probe-gone"), (question, None, (), None, "kept")])
+        out["cancelled_batch"] = [type(r).__name__ for r in got.result()]
+
+        counts = {}
+        for attempt in range(3):
+            for _ in range(20):
+                info = handle.info.remote().result()
+                counts[info["pid"]] = info["cancelled_rows"]
+            before = sum(counts.values())
+            try:
+                httpx.post(f"{base}/v1/ask", json={"question": config["questions"][1]}, timeout=0.3)
+            except httpx.TimeoutException:
+                pass
+            time.sleep(3)
+            for _ in range(20):
+                info = handle.info.remote().result()
+                counts[info["pid"]] = info["cancelled_rows"]
+            out["left_mid_answer"] = {"attempts": attempt + 1, "rows_stopped": sum(counts.values()) - before}
+            if out["left_mid_answer"]["rows_stopped"]:
+                break
+
+        # 4. one replica killed under load: retried or refused with an error body, and it comes back
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(_ask, base, config["questions"][i % len(config["questions"])]) for i in range(24)]
             time.sleep(1.0)

@@ -103,6 +103,11 @@ def test_a_posted_document_is_answered_by_every_replica_within_2_s(probe):
     assert len(probe["replica_versions"]) == 1  # both replicas answer from one version
 
 
+def test_rows_given_up_at_the_ingress_stop_on_their_replica(probe):
+    assert probe["cancelled_batch"] == ["Cancelled", "Answer"], probe["stderr"]
+    assert probe["left_mid_answer"]["rows_stopped"] >= 1, probe["left_mid_answer"]  # a client that left
+
+
 def test_a_killed_replica_is_retried_or_refused_cleanly_and_comes_back(probe):
     statuses = [s for s, _ in probe["under_kill"]]
     assert set(statuses) <= {200, 503}, statuses
