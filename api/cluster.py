@@ -106,6 +106,8 @@ class Answerer:
                 self.refresh()
             except QAError as exc:  # a version being replaced or broken: keep answering from ours
                 log.warning("index not followed: %s", exc)
+            except Exception:  # noqa: BLE001 - anything else: logged, and the next look tries again
+                log.exception("index not followed")
 
     @property
     def version(self) -> str:
@@ -142,7 +144,7 @@ class Answerer:
         done, polled = threading.Event(), threading.Event()
         if ids:
             threading.Thread(target=self._watch, args=(ids, done, polled), name="qa-cancel", daemon=True).start()
-            polled.wait(5)  # the first poll: a row given up while it queued does not start
+            polled.wait(1)  # the first poll: a row given up while it queued does not start
         try:
             results = self.pipeline.ask_batch([Job(*job[:4], cancel=e) for job, e in zip(jobs, events, strict=True)])
         finally:
@@ -166,6 +168,7 @@ class Answerer:
                     return
         except Exception as exc:  # noqa: BLE001 - no ingress actor (a bare replica) or it is restarting
             log.warning("cancellations not followed for this batch: %s", type(exc).__name__)
+            self._cancellations = None  # looked up again for the next batch (a restarted ingress makes a new one)
         finally:
             polled.set()
 
@@ -253,7 +256,7 @@ class ClusterFront(IndexedDocuments):
     def _watch(self, jobs: Sequence[Job], ids: list[str], done: threading.Event) -> None:
         """Tell `Cancellations` about each row whose client gives up while the batch runs."""
         told: set[str] = set()
-        while not done.wait(CANCEL_POLL_S):
+        while True:  # at once first: a row given up while it queued is named before its batch starts
             given_up = [
                 r
                 for j, r in zip(jobs, ids, strict=True)
@@ -262,6 +265,8 @@ class ClusterFront(IndexedDocuments):
             if given_up:
                 self.cancellations.cancel.remote(given_up)
                 told.update(given_up)
+            if done.wait(CANCEL_POLL_S):
+                return
 
 
 class Ingress:

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ class Changes:
     refreshed that it was copied from, or -1 where it was embedded now (what `qa.retrieve.Retriever.updated`
     follows, so that the lexical index is updated instead of rebuilt)."""
 
-    @property
+    @functools.cached_property
     def embedded(self) -> frozenset[str]:
         """The documents whose passages must be embedded (again)."""
         return frozenset(self.added + self.changed)

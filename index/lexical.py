@@ -60,7 +60,7 @@ class LexicalIndex:
         # Per segment, what a query needs beyond the postings, fixed for this index: each row's length
         # normaliser k1 * (1 - b + b * len / avglen), and whether its rows are all live and in order
         # (the loaded base, usually), so that a query skips mapping them.
-        avg = self.total_length / self.size if self.size else 1.0
+        avg = self.total_length / self.size if self.total_length else 1.0  # no terms: nothing matches
         norms = tuple((K1 * (1 - B + B * s.lengths / avg)).astype(np.float32) for s in self.segments)
         whole = tuple(bool(len(s.rows) and s.rows[0] == 0 and (np.diff(s.rows) == 1).all()) for s in self.segments)
         object.__setattr__(self, "_norms", norms)

@@ -37,7 +37,7 @@ import numpy as np
 
 from index.changes import Changes, diff
 from index.chunking import Passage, Sentence, chunk_document
-from index.dense import Choice, DenseSpec, build_ivf, choose
+from index.dense import Choice, DenseSpec, build_ivf, choose, updated_ivf
 from index.documents import Document, corpus_checksum
 from index.embedder import Embedder
 from index.errors import IndexCorrupt, IndexError_, IndexMismatch, IndexMissing
@@ -151,6 +151,8 @@ def refresh(
         and data.manifest.chunking == asdict(chunking)
     )
     old = data if usable else None
+    if len({d.doc_id for d in docs}) != len(docs):
+        raise ValueError("documents must have distinct ids")
     changes = diff(old.documents if old else {}, docs)
     sentences: list[Sentence] = []
     passages: list[Passage] = []
@@ -214,13 +216,18 @@ def refresh(
     previous = data.dense if data is not None else None
     spec = choose(len(passages), dense or (previous.choice if previous else "auto"), previous)
     result = _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking, spec)
-    if spec.kind == "ivf":  # build_ivf reuses the old centroids when their list count still fits
-        result.dense_index = build_ivf(matrix, spec, trained=old.dense_index if old is not None else None)
+    rows_from = None
     if old is not None:
         rows_from = np.full(len(passages), -1, dtype=np.int64)
         rows_from[:prefix] = np.arange(prefix)
         rows_from[reused_new] = reused_old
         changes = replace(changes, rows_from=rows_from)
+    if spec.kind == "ivf":
+        trained = old.dense_index if old is not None else None
+        if trained is not None and trained.nlist == spec.nlist and trained.ntotal == len(old.passages):
+            result.dense_index = updated_ivf(trained, rows_from, matrix[fresh])  # only the new vectors assigned
+        else:  # build_ivf reuses the old centroids when their list count still fits
+            result.dense_index = build_ivf(matrix, spec, trained=trained)
     return result, changes
 
 
@@ -360,7 +367,11 @@ def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> P
     appended_total = parent.manifest.delta_documents + len(appended)
     if len(chain) >= MAX_CHAIN or appended_total > max(COMPACT_MIN, COMPACT_SHARE * len(data.documents)):
         return save_index(data, index_dir)
-    rows = [i for i, p in enumerate(data.passages) if p.doc_id in embedded]
+    tail = len(data.passages)  # appended documents come last, and so do their passages
+    appended_ids = {d.doc_id for d in appended}
+    while tail and data.passages[tail - 1].doc_id in appended_ids:
+        tail -= 1
+    rows = [i for i in range(tail, len(data.passages)) if data.passages[i].doc_id in embedded]
     vectors = np.ascontiguousarray(data.passage_vectors[rows], dtype=np.float32)
 
     def write(tmp: Path) -> None:
@@ -396,7 +407,7 @@ def _delta_plan(
         or parent.manifest.format_version != data.manifest.format_version
         or parent.manifest.embedding_model != data.manifest.embedding_model
         or parent.manifest.chunking != data.manifest.chunking
-        or data.dense.kind != "exact"  # an IVF version is written whole with its trained index
+        or parent.manifest.dense != data.manifest.dense  # another dense index: written whole
     ):
         return None
     old = parent.documents
@@ -607,14 +618,15 @@ def _apply_deltas(data: IndexData, folders: Sequence[Path]) -> tuple[IndexData, 
                         at += 1
             if at != len(vectors):
                 raise ValueError(f"{len(vectors)} vectors for {at} new passages")
-        except (KeyError, ValueError, TypeError, IndexError_) as exc:
+        except (OSError, KeyError, ValueError, TypeError, IndexError_) as exc:
             raise IndexCorrupt(
                 f"delta version {folder.name} cannot be read ({exc}): rebuild with `qa index build`"
             ) from exc
     stored = _StoredVectors(table, data.manifest.embedding_model, data.manifest.dimension)
     new, changes = refresh(data, list(documents.values()), stored, chunking=chunking)
     counts = (new.manifest.documents, new.manifest.passages, new.manifest.sentences, new.manifest.corpus_checksum)
-    expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.corpus_checksum)
+    counts += (new.manifest.dense,)
+    expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.corpus_checksum, manifest.dense)
     if counts != expected:
         raise IndexCorrupt(f"version {folder.name} applied gives {counts}, its manifest says {expected}: rebuild")
     new.manifest, new.version = manifest, folder.name
@@ -701,12 +713,15 @@ def refresh_folder(
 ) -> tuple[IndexData, Changes, Path]:
     """Make ``index_dir`` hold ``docs``: the live index, when it loads and fits ``embedder``, is refreshed
     (`refresh`: only new and changed documents embedded); else everything is built. Written as a new
-    version (`save_index`). Returns the data, what changed and the version folder."""
+    version (`save_update`: a delta on the live one where it can be), unless nothing changed. Returns
+    the data, what changed and the version folder."""
     try:
         live = load_index(index_dir, embedder)
     except IndexError_:  # missing, corrupt or built by another model: build from nothing
         live = None
     data, changes = refresh(live, docs, embedder, progress=progress, dense=dense)
+    if live is not None and changes.none and data.manifest.dense == live.manifest.dense:
+        return live, changes, current_version(index_dir)
     return data, changes, save_update(data, index_dir, live)
 
 

@@ -145,3 +145,90 @@ def test_the_command_line_and_the_environment_choose_the_dense_index(monkeypatch
     assert settings_from_args(parser().parse_args(["index", "build"])).dense_index == "exact"
     with pytest.raises(SystemExit):
         parser().parse_args(["index", "build", "--dense", "hnsw"])
+
+
+def _lists(index) -> dict[int, tuple[int, bytes]]:  # noqa: ANN001
+    """{id: (list number, vector bytes)} of an IVF index: what it holds, whatever the order in a list."""
+    import faiss
+
+    out = {}
+    for number in range(index.nlist):
+        size = index.invlists.list_size(number)
+        ids = faiss.rev_swig_ptr(index.invlists.get_ids(number), size).copy()
+        codes = faiss.rev_swig_ptr(index.invlists.get_codes(number), size * index.code_size).copy()
+        for k, i in enumerate(ids):
+            out[int(i)] = (number, codes[k * index.code_size : (k + 1) * index.code_size].tobytes())
+    return out
+
+
+def test_an_updated_ivf_holds_what_a_re_add_holds_and_leaves_the_original_alone():
+    """`updated_ivf` (rows kept, moved, dropped and added) against `build_ivf` re-adding every vector
+    to the same centroids: the same vectors in the same lists under the same ids, the same search."""
+    from index.dense import updated_ivf
+
+    old_vectors = _clustered(3_000)
+    spec = choose(3_000, "ivf")
+    old = build_ivf(old_vectors, spec)
+    before = _lists(old)
+    rng = np.random.default_rng(1)
+    kept = np.sort(rng.choice(3_000, 2_900, replace=False))  # 100 rows dropped
+    rows_from = np.concatenate([kept[:1_000], [-1] * 7, kept[1_000:], [-1] * 30])  # the rest shift down
+    rng.shuffle(rows_from[1_200:1_300])  # and some move
+    fresh = _clustered(37, seed=9)
+    vectors = np.zeros((len(rows_from), old_vectors.shape[1]), np.float32)
+    vectors[rows_from >= 0] = old_vectors[rows_from[rows_from >= 0]]
+    vectors[rows_from < 0] = fresh
+    got = updated_ivf(old, rows_from, fresh)
+    want = build_ivf(vectors, spec, trained=old)
+    assert got.ntotal == want.ntotal == len(rows_from) and _lists(got) == _lists(want)
+    queries = _clustered(20, seed=5)
+    assert np.array_equal(got.search(queries, 10)[1], want.search(queries, 10)[1])
+    assert _lists(old) == before  # the original (still answering) is untouched
+
+
+def test_document_writes_on_an_ivf_index_are_deltas_too(tmp_path, embedder, monkeypatch):
+    """Above the exact-search size a write is still a delta, applied by updating the IVF lists; what
+    loads equals what the writer holds, searches included."""
+    import index.dense as dense
+    from index.store import follow, save_update, update_index
+
+    monkeypatch.setattr(dense, "EXACT_UP_TO", 50)  # the 60 articles' passages are "archive scale" here
+    docs = _articles(60)
+    data = build_index(docs, embedder)
+    assert data.dense.kind == "ivf"
+    save_index(data, tmp_path)
+    replica = load_index(tmp_path, embedder)
+    edits = [
+        (parse_document("zoo", "Zoo news\n\nThe zoo has 41 penguins. The keeper counted them in 2005."), None),
+        (None, "town-3"),
+        (parse_document("town-5", "Town 5 news\n\nThe council of town 5 closed 2 parks in 2006."), None),
+    ]
+    for upsert, remove in edits:
+        new, _ = update_index(data, embedder, upsert=upsert, remove=remove)
+        folder = save_update(new, tmp_path, data)
+        assert (folder / "delta.jsonl").is_file()
+        data = new
+    loaded = load_index(tmp_path, embedder)
+    followed, rows_from = follow(replica, tmp_path, embedder)
+    assert rows_from is not None and followed.version == loaded.version == data.version
+    q = embedder.embed(["How many penguins does the zoo have?", "parks in town 5"])
+    for other in (loaded, followed):
+        assert list(other.documents) == list(data.documents)
+        assert np.allclose(other.passage_vectors, data.passage_vectors)
+        assert _lists(other.dense_index) == _lists(data.dense_index)
+        assert np.array_equal(other.dense_index.search(q, 5)[1], data.dense_index.search(q, 5)[1])
+
+
+def test_a_write_that_changes_the_dense_index_is_a_full_version(tmp_path, embedder, monkeypatch):
+    import index.dense as dense
+    from index.store import refresh_folder
+
+    monkeypatch.setattr(dense, "EXACT_UP_TO", 50)
+    docs = _articles(60)
+    refresh_folder(tmp_path, docs, embedder)  # auto: IVF
+    data, _, folder = refresh_folder(tmp_path, docs, embedder, dense="exact")
+    assert (folder / "passages.faiss").is_file() and data.dense.kind == "exact"
+    loaded = load_index(tmp_path, embedder)
+    assert loaded.dense.kind == "exact" and loaded.dense_index is None
+    _, changes, again = refresh_folder(tmp_path, docs, embedder)  # nothing changed: no new version
+    assert changes.none and again == folder

@@ -92,3 +92,8 @@ def test_retriever_updated_searches_like_a_fresh_one(tiny_index, tiny_docs, embe
         updated.lexical.knows(t) == fresh.lexical.knows(t) for p in tiny_index.passages for t in content_terms(p.text)
     )
     assert retriever.data is tiny_index  # the old retriever still answers from the old index
+
+
+def test_passages_without_terms_score_nothing():
+    index = LexicalIndex.build([[], []])  # every passage empty of content terms (e.g. "It is what it is.")
+    assert index.scores(["anything"]).tolist() == [0.0, 0.0] and not index.knows("it")

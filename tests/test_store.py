@@ -318,3 +318,8 @@ def test_a_broken_delta_is_refused(tmp_path, five):
     assert index_state(tmp_path, list(new.documents.values()), embedder.model_id) == "corrupt"
     folder.with_name(new.manifest.base).joinpath("manifest.json").unlink()
     assert index_state(tmp_path, list(new.documents.values()), embedder.model_id) == "corrupt"
+
+
+def test_documents_with_one_id_twice_are_refused(five, embedder):
+    with pytest.raises(ValueError, match="distinct"):
+        refresh(build_index(five[:2], embedder), [five[0], five[1], five[0]], embedder)
