@@ -84,6 +84,12 @@ class Manifest:
     chain: list[str] = field(default_factory=list)
     delta_documents: int = 0
 
+    @property
+    def made_of(self) -> list[str]:
+        """The versions a delta version applies to, in order (its base, then the deltas between); none
+        for a full version."""
+        return [self.base, *self.chain] if self.base else []
+
 
 @dataclass
 class IndexData:
@@ -360,10 +366,7 @@ def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> P
     if plan is None:
         return save_index(data, index_dir)
     removed, appended, embedded = plan
-    if parent.manifest.base:
-        base, chain = parent.manifest.base, [*parent.manifest.chain, parent.version]
-    else:
-        base, chain = parent.version, []
+    base, *chain = [*parent.manifest.made_of, parent.version]
     appended_total = parent.manifest.delta_documents + len(appended)
     if len(chain) >= MAX_CHAIN or appended_total > max(COMPACT_MIN, COMPACT_SHARE * len(data.documents)):
         return save_index(data, index_dir)
@@ -400,10 +403,9 @@ def _delta_plan(
     ``data`` is ``parent``'s documents in order, some dropped, then some appended; None when no delta
     can be written (``parent`` not saved here, another model or chunking, or documents reordered)."""
     versions = index_dir / "versions"
-    chain = [parent.manifest.base, *parent.manifest.chain] if parent.manifest.base else []
     if (
         not parent.version
-        or not all((versions / name).is_dir() for name in (*chain, parent.version))
+        or not all((versions / name).is_dir() for name in (*parent.manifest.made_of, parent.version))
         or parent.manifest.format_version != data.manifest.format_version
         or parent.manifest.embedding_model != data.manifest.embedding_model
         or parent.manifest.chunking != data.manifest.chunking
@@ -467,9 +469,8 @@ def _prune(versions: Path, keep: str) -> None:
     for folder in kept:
         needed.add(folder.name)
         try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-            needed.update([manifest.get("base") or folder.name, *manifest.get("chain", [])])
-        except (OSError, ValueError):
+            needed.update(_manifest_at(folder).made_of)
+        except IndexCorrupt:
             pass
     old = [p for p in complete if p.name not in needed]
     stale_tmp = [p for p in versions.iterdir() if p.name.startswith(".tmp-") and time.time() - p.stat().st_mtime > 3600]
@@ -539,9 +540,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _parts(index_dir: Path, folder: Path, manifest: Manifest) -> list[Path]:
     """The folders a version is made of: itself when full; else its base, the deltas between, itself."""
-    if not manifest.base:
+    names = manifest.made_of
+    if not names:
         return [folder]
-    names = [manifest.base, *manifest.chain]
     if any(not name or "/" in name or not (index_dir / "versions" / name).is_dir() for name in names):
         raise IndexCorrupt(f"version {folder.name} extends versions that are missing: rebuild with `qa index build`")
     return [index_dir / "versions" / name for name in names] + [folder]
@@ -551,7 +552,7 @@ def load_index(index_dir: Path, embedder: Embedder) -> IndexData:
     """Load and fully validate the live index; raise an `IndexError_` subclass on any problem. A delta
     version is its full base with each delta applied (`save_update`)."""
     folder = current_version(index_dir)
-    manifest = read_manifest(index_dir)
+    manifest = _manifest_at(folder)
     check_compatible(manifest, embedder)
     base, *deltas = _parts(index_dir, folder, manifest)
     data = _load_full(base, _manifest_at(base) if deltas else manifest)
@@ -570,8 +571,8 @@ def follow(data: IndexData, index_dir: Path, embedder: Embedder) -> tuple[IndexD
     if folder.name == data.version:
         return data, np.arange(len(data.passages))
     manifest = _manifest_at(folder)
-    chain = [manifest.base, *manifest.chain, folder.name]
-    if manifest.base and data.version in chain[:-1] and data.manifest.embedding_model == embedder.model_id:
+    chain = [*manifest.made_of, folder.name]
+    if data.version in chain[:-1] and data.manifest.embedding_model == embedder.model_id:
         after = chain[chain.index(data.version) + 1 :]
         if all((index_dir / "versions" / name).is_dir() for name in after):
             new, changes = _apply_deltas(data, [index_dir / "versions" / name for name in after])
