@@ -17,19 +17,25 @@ fusion, per query. Memory: the real BBC index loaded in a fresh process, exact a
 
 Prints numbers and writes ``scale.json`` and ``scale.png``; asserts nothing. ~25 min on 2 cores, ~9 GB.
 
+``--follow 200000,2000000`` times instead a replica following article writes at those sizes
+(`follow_rows`; ~12 min and ~12 GB at 2M) and adds them to ``scale.json``.
+
 Example::
 
     python -m eval.scale --out eval/baseline
+    python -m eval.scale --follow 200000,2000000 --out eval/baseline
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -381,7 +387,9 @@ def plot(result: dict, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (lat, mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    follow = result.get("follow", [])
+    fig, axes = plt.subplots(1, 3 if follow else 2, figsize=(16 if follow else 11, 4.2))
+    lat, mem = axes[0], axes[1]
     picked = chosen(result["dense"])
     for kind, marker in zip(dict.fromkeys(r["index"] for r in picked), "os^", strict=False):
         rows = [r for r in picked if r["index"] == kind]
@@ -424,10 +432,18 @@ def plot(result: dict, png: Path) -> None:
             label="whole index as served (texts, passages, vectors, BM25)",
         )
         mem.axhline(24 - MODELS_GIB - HEADROOM_GIB, color="grey", ls=":", lw=1)
-    titles = (
+    titles = [
         (lat, "query p50, one thread, ms (dotted: the 50 ms fused target)"),
         (mem, f"memory, GiB (dotted: 24 GiB less {MODELS_GIB} for models, {HEADROOM_GIB} spare)"),
-    )
+    ]
+    if follow:  # --follow: a replica applying one article's delta
+        ax = axes[2]
+        sizes = [r["passages"] for r in follow]
+        ax.plot(sizes, [r["follow_s_p50"] for r in follow], marker="o", label="replica follows (p50)")
+        ax.plot(sizes, [r["follow_s_max"] for r in follow], marker="^", ls="--", label="replica follows (max)")
+        ax.plot(sizes, [r["writer_s_p50"] for r in follow], marker="x", label="writer: refresh + delta (p50)")
+        ax.axhline(2.0, color="grey", ls=":", lw=1)
+        titles.append((ax, "one article written, s (dotted: the 2 s target)"))
     for ax, title in titles:
         ax.set(xscale="log", yscale="log", xlabel="passages")
         ax.set_title(title, fontsize=9)
@@ -449,13 +465,92 @@ def passages_per_machine(result: dict, ram_gib: float = 24) -> int:
     return int((ram_gib - MODELS_GIB - HEADROOM_GIB) * 2**30 / per)
 
 
+class _RandomEmbedder:
+    """A stand-in for MiniLM in the follow benchmark: a fixed random unit vector per text."""
+
+    model_id, dimension = "random-384", 384
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        seeds = [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts]
+        rows = [np.random.default_rng(seed).standard_normal(self.dimension) for seed in seeds]
+        out = np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dimension)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def follow_rows(passages: int, steps: int = 5, seed: int = 0) -> dict:
+    """A replica following article writes on an index of about ``passages`` passages (20 per
+    article, text of drawn words, random vectors): for each of ``steps`` writes, the writer's
+    refresh and delta, then the replica's `follow` and `Retriever.updated`, i.e. the time from the
+    delta being live to the replica answering from it. Writer and replica share this process (in
+    production they are two); the writer's claim on the replica's vector buffer is handed back after
+    each write, as if it had its own copy."""
+    from index.documents import Document
+    from index.store import build_index, follow, load_index, refresh, save_index, save_update
+    from qa.retrieve import Retriever
+
+    rng = np.random.default_rng(seed)
+    vocabulary = np.array([f"w{i}" for i in range(50_000)])
+
+    def article(i: int) -> Document:
+        words = vocabulary[np.minimum(rng.zipf(1.3, 600), 50_000) - 1].reshape(40, 15)
+        return Document(f"doc{i:07d}", f"Article {i}", " ".join(" ".join(w).capitalize() + "." for w in words))
+
+    embedder, articles = _RandomEmbedder(), passages // 20
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        save_index(build_index([article(i) for i in range(articles)], embedder), Path(tmp))
+        built = time.perf_counter() - t
+        replica = load_index(Path(tmp), embedder)
+        retriever, writer = Retriever(replica, embedder), replica
+        print(
+            f"  follow: {len(replica.passages):,} passages ({replica.dense.describe()}), built in {built:.0f} s",
+            flush=True,
+        )
+        times, writes = [], []
+        for step in range(steps):
+            t = time.perf_counter()
+            new = refresh(writer, [*writer.documents.values(), article(articles + step)], embedder)[0]
+            save_update(new, Path(tmp), writer)
+            writes.append(time.perf_counter() - t)
+            writer = new
+            if replica.room is not None:
+                replica.room.used = len(replica.passages)
+            t = time.perf_counter()
+            followed, rows_from = follow(replica, Path(tmp), embedder)
+            retriever = retriever.updated(followed, rows_from)
+            times.append(time.perf_counter() - t)
+            replica = followed
+            print(f"    write {step + 1}: writer {writes[-1]:.2f} s, replica follows in {times[-1]:.3f} s", flush=True)
+    return {
+        "passages": len(replica.passages),
+        "dense": replica.dense.describe(),
+        "writer_s_p50": round(statistics.median(writes), 3),
+        "follow_s_p50": round(statistics.median(times), 3),
+        "follow_s_max": round(max(times), 3),
+        "writes": steps,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, help="write scale.json and scale.png here")
     p.add_argument("--components", type=int, default=24, help="Gaussian mixture components")
     p.add_argument("--fused-from", type=Path, help="a scale.json whose dense rows to keep")
     p.add_argument("--memory-of", type=Path, help="print the memory an index folder takes loaded, and exit")
+    p.add_argument(
+        "--follow", type=str, help="passage counts, comma-separated: time a replica following writes at each, and exit"
+    )
     args = p.parse_args(argv)
+    if args.follow:
+        rows = [follow_rows(int(n)) for n in args.follow.split(",")]
+        print(json.dumps(rows, indent=1))
+        if args.out:
+            path = args.out / "scale.json"
+            result = json.loads(path.read_text(encoding="utf-8"))
+            result["follow"] = rows
+            path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+            plot(result, args.out / "scale.png")
+        return 0
     if args.memory_of:
         print(json.dumps(memory_of(args.memory_of)))
         return 0

@@ -13,7 +13,8 @@ thread:
 The choice and its parameters go in the manifest (``"dense": {"kind": "ivf", "nlist": 894, "nprobe":
 64}``); an index written before this module reads as exact. A refreshed index keeps the previous
 version's IVF centroids while its size stays within 4x of what they were trained for, so adding one
-article re-adds the vectors but does not re-run k-means.
+article does not re-run k-means; refreshed in memory, it is a `LayeredIVF` over the loaded index, so
+the index is not copied either.
 """
 
 from __future__ import annotations
@@ -155,6 +156,106 @@ def updated_ivf(index, rows_from: np.ndarray, fresh: np.ndarray):  # noqa: ANN00
         copy.add_with_ids(np.ascontiguousarray(fresh, dtype=np.float32), new_rows)
     copy.nprobe = index.nprobe
     return copy
+
+
+class LayeredIVF:
+    """An IVF index after refreshes, without copying it: the trained index it started from, never
+    modified (a replica may be answering from it), plus what the refreshes changed, the way
+    `index.lexical` keeps segments:
+
+    - ``rows``: each base vector's row in this version, -1 once removed;
+    - a tail: the vectors added since (float32), their rows, and the list each was assigned to.
+
+    A search probes the base as usual, asking for as many more results as it holds removed vectors,
+    maps ids to rows, and scores the tail vectors that sit in the probed lists: the vectors scanned
+    are exactly those `updated_ivf` would leave in the probed lists, so the results are the same
+    (`tests/test_dense.py`). Following a version that adds one article to a 2M-passage index then
+    copies the row map (16 MB) and the tail, where cloning the index copied its 3 GB.
+
+    Example: LayeredIVF(ivf).updated(np.array([0, 2, -1]), fresh) -> rows [0, -1, 1] and a tail of
+    one vector at row 2.
+    """
+
+    def __init__(
+        self,
+        base,  # noqa: ANN001 - a trained faiss.IndexIVFFlat, ids 0..ntotal-1
+        rows: np.ndarray | None = None,
+        tail: np.ndarray | None = None,
+        tail_rows: np.ndarray | None = None,
+        tail_lists: np.ndarray | None = None,
+    ) -> None:
+        self.base = base
+        self.rows = np.arange(base.ntotal, dtype=np.int64) if rows is None else rows
+        self.tail = np.zeros((0, base.d), np.float32) if tail is None else tail
+        self.tail_rows = np.zeros(0, np.int64) if tail_rows is None else tail_rows
+        self.tail_lists = np.zeros(0, np.int64) if tail_lists is None else tail_lists
+        self.removed = int((self.rows < 0).sum())
+        self.ntotal = base.ntotal - self.removed + len(self.tail)
+        self.nlist, self.d, self.quantizer, self.nprobe = base.nlist, base.d, base.quantizer, base.nprobe
+
+    @property
+    def layered(self) -> int:
+        """Vectors that differ from the base: removed ones and the tail."""
+        return self.removed + len(self.tail)
+
+    def updated(self, rows_from: np.ndarray, fresh: np.ndarray) -> LayeredIVF:
+        """This index after a refresh (`index.store.refresh`): row i of the result is row
+        ``rows_from[i]`` of this one or, where that is -1, the next vector of ``fresh``. Neither this
+        index nor its base is modified."""
+        rows_from = np.asarray(rows_from, dtype=np.int64)
+        kept = rows_from >= 0
+        moved = np.full(self.ntotal + 1, -1, dtype=np.int64)  # old row -> new row; the last slot maps -1
+        moved[rows_from[kept]] = np.flatnonzero(kept)
+        tail_rows = moved[self.tail_rows]
+        stays = tail_rows >= 0
+        fresh = np.ascontiguousarray(fresh, dtype=np.float32).reshape(-1, self.d)
+        lists = self.base.quantizer.search(fresh, 1)[1][:, 0] if len(fresh) else np.zeros(0, np.int64)
+        return LayeredIVF(
+            self.base,
+            moved[self.rows],
+            np.concatenate([self.tail[stays], fresh]),
+            np.concatenate([tail_rows[stays], np.flatnonzero(~kept)]),
+            np.concatenate([self.tail_lists[stays], lists.astype(np.int64)]),
+        )
+
+    def search(self, queries: np.ndarray, k: int, params=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        """(scores, rows) of the ``k`` best of each query, as ``IndexIVFFlat.search`` gives them
+        (``params``: a ``faiss.SearchParametersIVF``; ids -1 pad)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.d)
+        nprobe = params.nprobe if params is not None else self.nprobe
+        asked = min(k + self.removed, self.base.ntotal)
+        if asked:
+            scores, ids = self.base.search(queries, asked, params=params)
+        else:
+            scores, ids = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        rows = np.where(ids >= 0, self.rows[ids], -1)
+        if len(self.tail):
+            probed = self.quantizer.search(queries, min(nprobe, self.nlist))[1]
+        out_scores = np.full((len(queries), k), np.finfo(np.float32).min, np.float32)  # as FAISS pads
+        out_rows = np.full((len(queries), k), -1, np.int64)
+        for q in range(len(queries)):
+            found = rows[q] >= 0
+            s, r = scores[q][found], rows[q][found]
+            if len(self.tail):
+                near = np.flatnonzero(np.isin(self.tail_lists, probed[q]))
+                s = np.concatenate([s, self.tail[near] @ queries[q]])
+                r = np.concatenate([r, self.tail_rows[near]])
+            best = np.lexsort((r, -s))[:k]
+            out_scores[q, : len(best)], out_rows[q, : len(best)] = s[best], r[best]
+        return out_scores, out_rows
+
+    def flattened(self):  # noqa: ANN201 - a faiss.IndexIVFFlat
+        """One IVF index holding what this one holds (ids = rows), the base untouched: `updated_ivf`."""
+        rows_from = np.full(self.ntotal, -1, dtype=np.int64)
+        live = np.flatnonzero(self.rows >= 0)
+        rows_from[self.rows[live]] = live
+        order = np.argsort(self.tail_rows)
+        return updated_ivf(self.base, rows_from, self.tail[order])
+
+
+def flat_ivf(index):  # noqa: ANN001, ANN201
+    """A plain ``IndexIVFFlat`` of ``index`` (itself, or a `LayeredIVF` flattened)."""
+    return index.flattened() if isinstance(index, LayeredIVF) else index
 
 
 def build_ivf(vectors: np.ndarray, spec: DenseSpec, *, trained=None, seed: int = 1):  # noqa: ANN001, ANN201

@@ -37,7 +37,7 @@ import numpy as np
 
 from index.changes import Changes, diff
 from index.chunking import Passage, Sentence, chunk_document
-from index.dense import Choice, DenseSpec, build_ivf, choose, updated_ivf
+from index.dense import Choice, DenseSpec, LayeredIVF, build_ivf, choose, flat_ivf
 from index.documents import Document, corpus_checksum
 from index.embedder import Embedder
 from index.errors import IndexCorrupt, IndexError_, IndexMismatch, IndexMissing
@@ -53,6 +53,10 @@ MAX_CHAIN = 32
 """Delta versions on one full version before the writer compacts them into a full one (`save_update`)."""
 COMPACT_SHARE, COMPACT_MIN = 0.05, 50
 """... or once the deltas have appended more than this share of the documents (and more than 50)."""
+MAX_REMOVED_LAYERED, TAIL_SHARE = 2_048, 1 / 16
+"""An IVF index refreshed in memory stays a `LayeredIVF` (its base shared, not copied) until it holds
+more removed vectors than this (each search asks the base for that many more) or a tail of more than
+this share of the base; then it is flattened into one index (`LayeredIVF.flattened`, a copy)."""
 
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) while embedding."""
@@ -83,6 +87,9 @@ class Manifest:
     base: str = ""
     chain: list[str] = field(default_factory=list)
     delta_documents: int = 0
+    # A full version written to compact a delta chain: the delta version it equals, published just
+    # before it, so that a replica that reached that delta takes this name without loading anything.
+    same_as: str = ""
 
     @property
     def made_of(self) -> list[str]:
@@ -100,8 +107,10 @@ class IndexData:
     passages: list[Passage]
     sentences: list[Sentence]
     passage_vectors: np.ndarray  # one row a passage, float32, normalised: the one copy exact search reads
-    dense_index: object | None = field(default=None, repr=False)  # IVF: its trained faiss index
+    dense_index: object | None = field(default=None, repr=False)  # IVF: faiss index or `LayeredIVF`
     version: str = ""  # the version folder's name once saved or loaded (names sort by time)
+    # ``passage_vectors`` is the start of this buffer when it has room to grow (`_VectorRoom`)
+    room: _VectorRoom | None = field(default=None, repr=False, compare=False)
 
     @property
     def dense(self) -> DenseSpec:
@@ -113,6 +122,39 @@ class IndexData:
         if self.dense_index is None:
             self.dense_index = build_ivf(self.passage_vectors, self.dense)
         return self.dense_index
+
+
+class _VectorRoom:
+    """Spare rows after a version's vectors, so that the version a refresh appends to it shares them:
+    following an article added to a 2M-passage index writes its 20 vectors instead of copying 3 GB.
+    ``used`` is how far a version has claimed the buffer; only the version ending there may append
+    in place (one branch), any other copies, as does a refresh that drops or moves rows."""
+
+    GROWTH = 1 / 16  # spare rows when a buffer is made: 6% more memory, one copy per 6% of growth
+
+    def __init__(self, rows: int, dim: int) -> None:
+        self.buffer = np.empty((rows + max(64, int(rows * self.GROWTH)), dim), np.float32)
+        self.used = 0
+
+
+def _vectors_for(old: IndexData | None, prefix: int, rows: int, dim: int) -> tuple[np.ndarray, _VectorRoom]:
+    """An array of ``rows`` vectors whose first ``prefix`` rows are ``old``'s (the rest to be written),
+    and the room it lives in: ``old``'s own buffer when ``old`` keeps all its rows and the buffer has
+    room, a new buffer with spare rows otherwise."""
+    room = old.room if old is not None else None
+    if (
+        room is not None
+        and prefix == len(old.passages) == room.used
+        and rows <= len(room.buffer)
+        and old.passage_vectors.shape[1] == dim
+    ):
+        room.used = rows
+        return room.buffer[:rows], room
+    room = _VectorRoom(rows, dim)
+    if old is not None and prefix:
+        room.buffer[:prefix] = old.passage_vectors[:prefix]
+    room.used = rows
+    return room.buffer[:rows], room
 
 
 def build_index(
@@ -209,19 +251,22 @@ def refresh(
                 p = Passage(len(passages), p.doc_id, p.start, p.end, p.text, ids)
             passages.append(p)
     dim = embedder.dimension if old is None else old.manifest.dimension
-    matrix = np.zeros((len(passages), dim), np.float32)
-    if old is not None:
-        matrix[:prefix] = old.passage_vectors[:prefix]
-        matrix[reused_new] = old.passage_vectors[reused_old]
     texts = [passages[i].text for i in fresh]
-    for at, (rows, vectors) in enumerate(_embedded(embedder, texts, fresh, batch_size, progress)):
-        if at == 0 and old is None:  # the embedder's dimension may be known only now
-            dim = vectors.shape[1]
-            matrix = np.zeros((len(passages), dim), np.float32)
+    embedded = _embedded(embedder, texts, fresh, batch_size, progress)
+    first = next(embedded, None)
+    if first is not None and old is None:  # the embedder's dimension may be known only now
+        dim = first[1].shape[1]
+    matrix, room = _vectors_for(old, prefix, len(passages), dim)
+    if old is not None:
+        matrix[reused_new] = old.passage_vectors[reused_old]
+    for rows, vectors in [first] if first is not None else []:
+        matrix[rows] = vectors
+    for rows, vectors in embedded:
         matrix[rows] = vectors
     previous = data.dense if data is not None else None
     spec = choose(len(passages), dense or (previous.choice if previous else "auto"), previous)
     result = _assemble(docs, passages, sentences, matrix, embedder.model_id, dim, chunking, spec)
+    result.room = room
     rows_from = None
     if old is not None:
         rows_from = np.full(len(passages), -1, dtype=np.int64)
@@ -231,7 +276,10 @@ def refresh(
     if spec.kind == "ivf":
         trained = old.dense_index if old is not None else None
         if trained is not None and trained.nlist == spec.nlist and trained.ntotal == len(old.passages):
-            result.dense_index = updated_ivf(trained, rows_from, matrix[fresh])  # only the new vectors assigned
+            layered = trained if isinstance(trained, LayeredIVF) else LayeredIVF(trained)
+            layered = layered.updated(rows_from, matrix[fresh])  # the base is shared; the new vectors assigned
+            too_many = layered.removed > MAX_REMOVED_LAYERED or len(layered.tail) > layered.base.ntotal * TAIL_SHARE
+            result.dense_index = layered.flattened() if too_many else layered
         else:  # build_ivf reuses the old centroids when their list count still fits
             result.dense_index = build_ivf(matrix, spec, trained=trained)
     return result, changes
@@ -307,7 +355,8 @@ def _write_faiss(path: Path, data: IndexData) -> None:
     import faiss
 
     if data.dense.kind == "ivf":
-        faiss.write_index(data.ivf_index(), str(path))
+        data.dense_index = flat_ivf(data.ivf_index())  # one index again: what loading this version gives
+        faiss.write_index(data.dense_index, str(path))
         return
     index = faiss.IndexFlatIP(data.manifest.dimension)
     if len(data.passage_vectors):
@@ -315,8 +364,9 @@ def _write_faiss(path: Path, data: IndexData) -> None:
     faiss.write_index(index, str(path))
 
 
-def save_index(data: IndexData, index_dir: Path) -> Path:
-    """Write ``data`` as a new full version under ``index_dir`` and make it live atomically."""
+def save_index(data: IndexData, index_dir: Path, *, same_as: str = "") -> Path:
+    """Write ``data`` as a new full version under ``index_dir`` and make it live atomically
+    (``same_as``: the delta version it compacts, which holds the same contents)."""
 
     def write(tmp: Path) -> None:
         _write_jsonl(
@@ -345,7 +395,7 @@ def save_index(data: IndexData, index_dir: Path) -> Path:
         )
         _write_faiss(tmp / "passages.faiss", data)
 
-    manifest = replace(data.manifest, base="", chain=[], delta_documents=0)
+    manifest = replace(data.manifest, base="", chain=[], delta_documents=0, same_as=same_as)
     return _publish(data, manifest, write, _FILES, index_dir)
 
 
@@ -358,7 +408,9 @@ def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> P
     appends, with the vectors of those that are new or changed (``delta.jsonl``, ``delta-vectors.npy``),
     and names its full base and the deltas between. The unchanged passages are neither embedded nor
     written again. The chain is compacted into a full version once it holds `MAX_CHAIN` deltas or
-    appends more than `COMPACT_SHARE` of the documents.
+    appends more than `COMPACT_SHARE` of the documents: the delta is still published first, and the
+    full version after it names it (``same_as``), so replicas answer from the delta at once and then
+    take the full version's name without loading it (`follow`).
 
     Example: with the 1,262-article BBC folder live, one article POSTed -> a delta of 1 document and
     its 10 vectors (about 20 kB) instead of a 30 MB version."""
@@ -368,8 +420,7 @@ def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> P
     removed, appended, embedded = plan
     base, *chain = [*parent.manifest.made_of, parent.version]
     appended_total = parent.manifest.delta_documents + len(appended)
-    if len(chain) >= MAX_CHAIN or appended_total > max(COMPACT_MIN, COMPACT_SHARE * len(data.documents)):
-        return save_index(data, index_dir)
+    compact = len(chain) >= MAX_CHAIN or appended_total > max(COMPACT_MIN, COMPACT_SHARE * len(data.documents))
     tail = len(data.passages)  # appended documents come last, and so do their passages
     appended_ids = {d.doc_id for d in appended}
     while tail and data.passages[tail - 1].doc_id in appended_ids:
@@ -392,8 +443,9 @@ def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> P
         with (tmp / "delta-vectors.npy").open("wb") as fh:
             np.save(fh, vectors, allow_pickle=False)
 
-    manifest = replace(data.manifest, base=base, chain=chain, delta_documents=appended_total)
-    return _publish(data, manifest, write, _DELTA_FILES, index_dir)
+    manifest = replace(data.manifest, base=base, chain=chain, delta_documents=appended_total, same_as="")
+    delta = _publish(data, manifest, write, _DELTA_FILES, index_dir)
+    return save_index(data, index_dir, same_as=delta.name) if compact else delta
 
 
 def _delta_plan(
@@ -566,18 +618,46 @@ def follow(data: IndexData, index_dir: Path, embedder: Embedder) -> tuple[IndexD
     the live version is loaded whole and ``rows_from`` is None. ``data`` is not modified.
 
     Example: a replica answering from version A, the writer adds one article as delta B on A ->
-    (A with B applied, rows_from: 11,831 rows kept and 10 new), read from about 20 kB."""
+    (A with B applied, rows_from: 11,831 rows kept and 10 new), read from about 20 kB. When the writer
+    then compacts into full version C (``same_as`` B), the replica at B takes C's name and keeps its
+    memory as it is."""
     folder = current_version(index_dir)
     if folder.name == data.version:
         return data, np.arange(len(data.passages))
     manifest = _manifest_at(folder)
-    chain = [*manifest.made_of, folder.name]
-    if data.version in chain[:-1] and data.manifest.embedding_model == embedder.model_id:
+    target, target_manifest = folder, manifest  # a compacting full version: reach the delta it equals
+    if manifest.same_as and (index_dir / "versions" / manifest.same_as).is_dir():
+        target = index_dir / "versions" / manifest.same_as
+        target_manifest = _manifest_at(target)
+    new, rows_from = None, None
+    chain = [*target_manifest.made_of, target.name]
+    if data.version == target.name:
+        new, rows_from = data, np.arange(len(data.passages))
+    elif data.version in chain[:-1] and data.manifest.embedding_model == embedder.model_id:
         after = chain[chain.index(data.version) + 1 :]
         if all((index_dir / "versions" / name).is_dir() for name in after):
             new, changes = _apply_deltas(data, [index_dir / "versions" / name for name in after])
-            return new, changes.rows_from
-    return load_index(index_dir, embedder), None
+            rows_from = changes.rows_from
+    if new is None:
+        return load_index(index_dir, embedder), None
+    if target != folder:  # the same contents under the full version's name: deltas extend it from now on
+        if _contents(new.manifest) != _contents(manifest):
+            return load_index(index_dir, embedder), None
+        new = replace(new, manifest=manifest, version=folder.name)
+    return new, rows_from
+
+
+def _contents(manifest: Manifest) -> tuple:
+    """What two versions holding the same index agree on."""
+    return (
+        manifest.documents,
+        manifest.passages,
+        manifest.sentences,
+        manifest.corpus_checksum,
+        manifest.dense,
+        manifest.embedding_model,
+        manifest.chunking,
+    )
 
 
 class _StoredVectors:
@@ -625,11 +705,9 @@ def _apply_deltas(data: IndexData, folders: Sequence[Path]) -> tuple[IndexData, 
             ) from exc
     stored = _StoredVectors(table, data.manifest.embedding_model, data.manifest.dimension)
     new, changes = refresh(data, list(documents.values()), stored, chunking=chunking)
-    counts = (new.manifest.documents, new.manifest.passages, new.manifest.sentences, new.manifest.corpus_checksum)
-    counts += (new.manifest.dense,)
-    expected = (manifest.documents, manifest.passages, manifest.sentences, manifest.corpus_checksum, manifest.dense)
-    if counts != expected:
-        raise IndexCorrupt(f"version {folder.name} applied gives {counts}, its manifest says {expected}: rebuild")
+    if _contents(new.manifest) != _contents(manifest):
+        got, expected = _contents(new.manifest)[:4], _contents(manifest)[:4]
+        raise IndexCorrupt(f"version {folder.name} applied gives {got}, its manifest says {expected}: rebuild")
     new.manifest, new.version = manifest, folder.name
     return new, changes
 
@@ -667,7 +745,13 @@ def _load_full(folder: Path, manifest: Manifest) -> IndexData:
             raise ValueError(f"the manifest says {spec.kind} but passages.faiss is {type(idx).__name__}")
         if ivf:
             idx.make_direct_map()  # so its vectors can be read back by id
-        vectors = idx.reconstruct_n(0, idx.ntotal) if idx.ntotal else np.zeros((0, manifest.dimension), np.float32)
+        if idx.d != manifest.dimension:
+            raise ValueError(f"passages.faiss has dimension {idx.d}, the manifest {manifest.dimension}")
+        room = _VectorRoom(idx.ntotal, manifest.dimension)  # read straight into a buffer that can grow
+        vectors = room.buffer[: idx.ntotal]
+        if idx.ntotal:
+            idx.reconstruct_n(0, idx.ntotal, vectors)
+        room.used = idx.ntotal
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise IndexCorrupt(f"index in {str(folder)!r} cannot be read ({exc}): rebuild with `qa index build`") from exc
     counts = (len(docs), len(passages), len(sentences), len(vectors))
@@ -679,7 +763,7 @@ def _load_full(folder: Path, manifest: Manifest) -> IndexData:
     if any(p.sentence_ids and not all(0 <= i < len(sentences) for i in p.sentence_ids) for p in passages):
         raise IndexCorrupt("passages refer to sentences that do not exist: rebuild with `qa index build`")
     trim_heap()  # the rows parsed above (~0.8 kB a passage of the BBC index stayed resident otherwise)
-    return IndexData(manifest, docs, passages, sentences, np.asarray(vectors), idx if ivf else None, folder.name)
+    return IndexData(manifest, docs, passages, sentences, vectors, idx if ivf else None, folder.name, room)
 
 
 def index_state(index_dir: Path, docs: Sequence[Document], embedder_id: str, dense: Choice | None = None) -> str:

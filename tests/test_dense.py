@@ -148,9 +148,13 @@ def test_the_command_line_and_the_environment_choose_the_dense_index(monkeypatch
 
 
 def _lists(index) -> dict[int, tuple[int, bytes]]:  # noqa: ANN001
-    """{id: (list number, vector bytes)} of an IVF index: what it holds, whatever the order in a list."""
+    """{id: (list number, vector bytes)} of an IVF index (a `LayeredIVF` flattened): what it holds,
+    whatever the order in a list."""
     import faiss
 
+    from index.dense import flat_ivf
+
+    index = flat_ivf(index)
     out = {}
     for number in range(index.nlist):
         size = index.invlists.list_size(number)
@@ -184,6 +188,43 @@ def test_an_updated_ivf_holds_what_a_re_add_holds_and_leaves_the_original_alone(
     queries = _clustered(20, seed=5)
     assert np.array_equal(got.search(queries, 10)[1], want.search(queries, 10)[1])
     assert _lists(old) == before  # the original (still answering) is untouched
+
+
+def test_a_layered_ivf_searches_like_the_updated_index_and_shares_its_base():
+    """Refreshes chained on a `LayeredIVF` (rows kept, moved, dropped and added each time) give the
+    same lists and the same searches as `updated_ivf` applied step by step, nprobe 1 to all lists;
+    the base index is never modified or copied."""
+    from index.dense import LayeredIVF, updated_ivf
+
+    rng = np.random.default_rng(3)
+    vectors = _clustered(3_000)
+    spec = choose(3_000, "ivf")
+    base = build_ivf(vectors, spec)
+    before = _lists(base)
+    layered, flat = LayeredIVF(base), base
+    for step in range(4):
+        n = flat.ntotal
+        kept = np.sort(rng.choice(n, n - 40, replace=False))
+        rows_from = np.concatenate([kept[:500], [-1] * 5, kept[500:], [-1] * 25])
+        rng.shuffle(rows_from[600:700])
+        fresh = _clustered(30, seed=10 + step)
+        layered, flat = layered.updated(rows_from, fresh), updated_ivf(flat, rows_from, fresh)
+        assert layered.base is base and layered.ntotal == flat.ntotal == len(rows_from)
+        assert _lists(layered) == _lists(flat)
+        queries = _clustered(25, seed=20 + step)
+        for nprobe in (1, 4, spec.nlist):
+            params = faiss_params(nprobe)
+            got_scores, got = layered.search(queries, 10, params=params)
+            want_scores, want = flat.search(queries, 10, params=params)
+            assert np.allclose(got_scores, want_scores, atol=1e-5)
+            assert [set(r) for r in got] == [set(r) for r in want]  # ties may come in another order
+    assert _lists(base) == before
+
+
+def faiss_params(nprobe: int):  # noqa: ANN201
+    import faiss
+
+    return faiss.SearchParametersIVF(nprobe=nprobe)
 
 
 def test_document_writes_on_an_ivf_index_are_deltas_too(tmp_path, embedder, monkeypatch):

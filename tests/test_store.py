@@ -323,3 +323,56 @@ def test_a_broken_delta_is_refused(tmp_path, five):
 def test_documents_with_one_id_twice_are_refused(five, embedder):
     with pytest.raises(ValueError, match="distinct"):
         refresh(build_index(five[:2], embedder), [five[0], five[1], five[0]], embedder)
+
+
+def test_an_appended_version_shares_its_parents_vectors_and_a_second_branch_copies(five):
+    """Appending documents writes only the new rows, after the parent's, in the parent's buffer; a
+    second refresh of the same parent (another branch) or one that drops rows copies instead, so no
+    version ever sees its vectors change."""
+    embedder = HashingEmbedder(256)
+    parent = build_index(five[:3], embedder)
+    before = parent.passage_vectors.copy()
+    child, _ = refresh(parent, five[:4], embedder)
+    assert np.shares_memory(child.passage_vectors, parent.passage_vectors)
+    sibling, _ = refresh(parent, [*five[:3], five[4]], embedder)  # the buffer is the child's now
+    assert not np.shares_memory(sibling.passage_vectors, parent.passage_vectors)
+    grandchild, _ = refresh(child, five, embedder)
+    assert np.shares_memory(grandchild.passage_vectors, child.passage_vectors)
+    dropped, _ = refresh(grandchild, five[1:], embedder)
+    assert not np.shares_memory(dropped.passage_vectors, grandchild.passage_vectors)
+    assert np.array_equal(parent.passage_vectors, before)
+    for got, docs in ((child, five[:4]), (sibling, [*five[:3], five[4]]), (grandchild, five), (dropped, five[1:])):
+        _same_index(got, build_index(docs, embedder))
+
+
+def test_a_replica_follows_a_compaction_without_loading_it(tmp_path, five, monkeypatch):
+    """The compacting write publishes its delta, then the full version naming it (``same_as``): a
+    replica at the delta, or before it, reaches the full version's name by applying deltas only, with
+    the contents a load gives; a later delta on the full version applies to it as usual."""
+    import index.store as store
+
+    monkeypatch.setattr(store, "MAX_CHAIN", 2)
+    embedder = HashingEmbedder(256)
+    writer = build_index(five[:2], embedder)
+    save_index(writer, tmp_path)
+    behind = load_index(tmp_path, embedder)
+    at_delta = None
+    for n, doc in enumerate(five[2:5]):
+        new, _ = update_index(writer, embedder, upsert=doc)
+        folder = save_update(new, tmp_path, writer)
+        writer = new
+        if n == 1:
+            at_delta = follow(behind, tmp_path, embedder)[0]  # the chain's second delta
+    manifest = store.read_manifest(tmp_path)
+    assert not (folder / "delta.jsonl").is_file() and manifest.same_as  # the third write compacted
+    for replica in (at_delta, behind):
+        followed, rows_from = follow(replica, tmp_path, embedder)
+        assert rows_from is not None and followed.version == folder.name and followed.manifest == manifest
+        if replica is at_delta:  # (behind's buffer was claimed by at_delta: that follow copied)
+            assert np.shares_memory(followed.passage_vectors, replica.passage_vectors)
+        _same_index(followed, load_index(tmp_path, embedder))
+    new, _ = update_index(writer, embedder, upsert=parse_document("late", "The late ferry runs at 11pm."))
+    save_update(new, tmp_path, writer)
+    again, rows_from = follow(followed, tmp_path, embedder)
+    assert rows_from is not None and again.version == new.version
+    _same_index(again, load_index(tmp_path, embedder))
