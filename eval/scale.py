@@ -483,7 +483,8 @@ def follow_rows(passages: int, steps: int = 5, seed: int = 0) -> dict:
     refresh and delta, then the replica's `follow` and `Retriever.updated`, i.e. the time from the
     delta being live to the replica answering from it. Writer and replica share this process (in
     production they are two); the writer's claim on the replica's vector buffer is handed back after
-    each write, as if it had its own copy."""
+    each write, as if it had its own copy. (Only a benchmark may do that: the replica then rewrites rows
+    the writer's version holds, harmless here because it writes the same vectors.)"""
     from index.documents import Document
     from index.store import build_index, follow, load_index, refresh, save_index, save_update
     from qa.retrieve import Retriever

@@ -204,11 +204,13 @@ class LayeredIVF:
         index nor its base is modified."""
         rows_from = np.asarray(rows_from, dtype=np.int64)
         kept = rows_from >= 0
+        fresh = np.ascontiguousarray(fresh, dtype=np.float32).reshape(-1, self.d)
+        if len(fresh) != int((~kept).sum()):
+            raise ValueError(f"{int((~kept).sum())} new rows but {len(fresh)} vectors")
         moved = np.full(self.ntotal + 1, -1, dtype=np.int64)  # old row -> new row; the last slot maps -1
         moved[rows_from[kept]] = np.flatnonzero(kept)
         tail_rows = moved[self.tail_rows]
         stays = tail_rows >= 0
-        fresh = np.ascontiguousarray(fresh, dtype=np.float32).reshape(-1, self.d)
         lists = self.base.quantizer.search(fresh, 1)[1][:, 0] if len(fresh) else np.zeros(0, np.int64)
         return LayeredIVF(
             self.base,

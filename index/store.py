@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -57,6 +59,8 @@ MAX_REMOVED_LAYERED, TAIL_SHARE = 2_048, 1 / 16
 """An IVF index refreshed in memory stays a `LayeredIVF` (its base shared, not copied) until it holds
 more removed vectors than this (each search asks the base for that many more) or a tail of more than
 this share of the base; then it is flattened into one index (`LayeredIVF.flattened`, a copy)."""
+
+_log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 """Called as progress(done, total) while embedding."""
@@ -135,6 +139,7 @@ class _VectorRoom:
     def __init__(self, rows: int, dim: int) -> None:
         self.buffer = np.empty((rows + max(64, int(rows * self.GROWTH)), dim), np.float32)
         self.used = 0
+        self.lock = threading.Lock()  # checking and claiming the spare rows is one step
 
 
 def _vectors_for(old: IndexData | None, prefix: int, rows: int, dim: int) -> tuple[np.ndarray, _VectorRoom]:
@@ -142,14 +147,15 @@ def _vectors_for(old: IndexData | None, prefix: int, rows: int, dim: int) -> tup
     and the room it lives in: ``old``'s own buffer when ``old`` keeps all its rows and the buffer has
     room, a new buffer with spare rows otherwise."""
     room = old.room if old is not None else None
-    if (
-        room is not None
-        and prefix == len(old.passages) == room.used
-        and rows <= len(room.buffer)
-        and old.passage_vectors.shape[1] == dim
-    ):
-        room.used = rows
-        return room.buffer[:rows], room
+    if room is not None:
+        with room.lock:
+            if (
+                prefix == len(old.passages) == room.used
+                and rows <= len(room.buffer)
+                and old.passage_vectors.shape[1] == dim
+            ):
+                room.used = rows
+                return room.buffer[:rows], room
     room = _VectorRoom(rows, dim)
     if old is not None and prefix:
         room.buffer[:prefix] = old.passage_vectors[:prefix]
@@ -420,7 +426,10 @@ def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> P
     removed, appended, embedded = plan
     base, *chain = [*parent.manifest.made_of, parent.version]
     appended_total = parent.manifest.delta_documents + len(appended)
-    compact = len(chain) >= MAX_CHAIN or appended_total > max(COMPACT_MIN, COMPACT_SHARE * len(data.documents))
+    share = max(COMPACT_MIN, COMPACT_SHARE * len(data.documents))
+    compact = len(chain) >= MAX_CHAIN or appended_total > share
+    if compact and len(appended) > share:  # a bulk write: written whole once, not as a delta as well
+        return save_index(data, index_dir)
     tail = len(data.passages)  # appended documents come last, and so do their passages
     appended_ids = {d.doc_id for d in appended}
     while tail and data.passages[tail - 1].doc_id in appended_ids:
@@ -445,7 +454,13 @@ def save_update(data: IndexData, index_dir: Path, parent: IndexData | None) -> P
 
     manifest = replace(data.manifest, base=base, chain=chain, delta_documents=appended_total, same_as="")
     delta = _publish(data, manifest, write, _DELTA_FILES, index_dir)
-    return save_index(data, index_dir, same_as=delta.name) if compact else delta
+    if not compact:
+        return delta
+    try:  # the delta is live and holds the write: compacting is only housekeeping now
+        return save_index(data, index_dir, same_as=delta.name)
+    except (OSError, RuntimeError) as exc:  # disk full, FAISS failing to write: the next write compacts
+        _log.warning("compacting the index into a full version failed (%s); %s stays live", exc, delta.name)
+        return delta
 
 
 def _delta_plan(
@@ -491,10 +506,15 @@ def _publish(
         write(tmp)
         files = {name: sha256_file(tmp / name) for name in names}
         manifest = replace(manifest, files=files)
-        (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        raw = asdict(manifest)
+        if not raw["same_as"]:  # written only when set: earlier releases read every other manifest
+            del raw["same_as"]
+        (tmp / "manifest.json").write_text(json.dumps(raw, indent=2), encoding="utf-8")
         for name in (*names, "manifest.json"):
             _fsync_path(tmp / name)
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}-{manifest.corpus_checksum[:12]}"
+        now = time.time_ns()  # one reading: names sort by time (two readings could straddle a second)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(now // 10**9))
+        name = f"{stamp}-{now % 10**9:09d}-{manifest.corpus_checksum[:12]}"
         final = versions / name
         os.rename(tmp, final)
         _fsync_path(versions)
@@ -625,26 +645,40 @@ def follow(data: IndexData, index_dir: Path, embedder: Embedder) -> tuple[IndexD
     if folder.name == data.version:
         return data, np.arange(len(data.passages))
     manifest = _manifest_at(folder)
-    target, target_manifest = folder, manifest  # a compacting full version: reach the delta it equals
-    if manifest.same_as and (index_dir / "versions" / manifest.same_as).is_dir():
-        target = index_dir / "versions" / manifest.same_as
-        target_manifest = _manifest_at(target)
-    new, rows_from = None, None
-    chain = [*target_manifest.made_of, target.name]
-    if data.version == target.name:
-        new, rows_from = data, np.arange(len(data.passages))
-    elif data.version in chain[:-1] and data.manifest.embedding_model == embedder.model_id:
-        after = chain[chain.index(data.version) + 1 :]
-        if all((index_dir / "versions" / name).is_dir() for name in after):
-            new, changes = _apply_deltas(data, [index_dir / "versions" / name for name in after])
-            rows_from = changes.rows_from
-    if new is None:
-        return load_index(index_dir, embedder), None
-    if target != folder:  # the same contents under the full version's name: deltas extend it from now on
-        if _contents(new.manifest) != _contents(manifest):
-            return load_index(index_dir, embedder), None
-        new = replace(new, manifest=manifest, version=folder.name)
-    return new, rows_from
+    reached = None
+    if data.manifest.embedding_model == embedder.model_id:
+        reached = _reach(data, index_dir / "versions", [*manifest.made_of, folder.name])
+    return reached or (load_index(index_dir, embedder), None)
+
+
+def _reach(data: IndexData, versions: Path, chain: list[str]) -> tuple[IndexData, np.ndarray] | None:
+    """``data`` brought to the last version of ``chain`` (a full version, then the deltas on it) by
+    applying deltas only, with its ``rows_from``; None when that cannot be done. A full version that
+    compacts a delta (``same_as``) is reached through that delta and then takes its name."""
+    try:
+        if data.version in chain[:-1]:
+            after = chain[chain.index(data.version) + 1 :]
+            if not all((versions / name).is_dir() for name in after):
+                return None
+            new, changes = _apply_deltas(data, [versions / name for name in after])
+            return new, changes.rows_from
+        base = _manifest_at(versions / chain[0])
+        if not base.same_as:
+            return None
+        if data.version == base.same_as:
+            reached = data, np.arange(len(data.passages))
+        else:
+            compacted = _manifest_at(versions / base.same_as)
+            reached = _reach(data, versions, [*compacted.made_of, base.same_as])
+        if reached is None or _contents(reached[0].manifest) != _contents(base):
+            return None
+        new, rows_from = replace(reached[0], manifest=base, version=chain[0]), reached[1]
+        if len(chain) > 1:  # deltas written on the compacted version since
+            new, changes = _apply_deltas(new, [versions / name for name in chain[1:]])
+            rows_from = np.where(changes.rows_from >= 0, rows_from[np.maximum(changes.rows_from, 0)], -1)
+        return new, rows_from
+    except (IndexMissing, IndexCorrupt):  # a version pruned or broken on the way: the caller loads
+        return None
 
 
 def _contents(manifest: Manifest) -> tuple:
@@ -706,7 +740,7 @@ def _apply_deltas(data: IndexData, folders: Sequence[Path]) -> tuple[IndexData, 
     stored = _StoredVectors(table, data.manifest.embedding_model, data.manifest.dimension)
     new, changes = refresh(data, list(documents.values()), stored, chunking=chunking)
     if _contents(new.manifest) != _contents(manifest):
-        got, expected = _contents(new.manifest)[:4], _contents(manifest)[:4]
+        got, expected = _contents(new.manifest), _contents(manifest)
         raise IndexCorrupt(f"version {folder.name} applied gives {got}, its manifest says {expected}: rebuild")
     new.manifest, new.version = manifest, folder.name
     return new, changes

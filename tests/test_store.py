@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -376,3 +377,73 @@ def test_a_replica_follows_a_compaction_without_loading_it(tmp_path, five, monke
     again, rows_from = follow(followed, tmp_path, embedder)
     assert rows_from is not None and again.version == new.version
     _same_index(again, load_index(tmp_path, embedder))
+
+
+def test_a_failed_compaction_leaves_the_delta_live_and_held(tmp_path, five, monkeypatch):
+    """Once the compacting write's delta is live, failing to write the full version loses nothing:
+    the writer holds what is live, and the next write builds on it."""
+    import index.store as store
+
+    monkeypatch.setattr(store, "MAX_CHAIN", 1)
+    embedder = HashingEmbedder(256)
+    writer = build_index(five[:2], embedder)
+    save_index(writer, tmp_path)
+    new, _ = update_index(writer, embedder, upsert=five[2])
+    save_update(new, tmp_path, writer)
+    writer = new
+
+    def disk_full(path, data):  # noqa: ANN001, ANN202
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_faiss", disk_full)
+    new, _ = update_index(writer, embedder, upsert=five[3])
+    folder = save_update(new, tmp_path, writer)  # compaction due: its delta goes live, the full write fails
+    assert (folder / "delta.jsonl").is_file() and new.version == folder.name == current_version(tmp_path).name
+    monkeypatch.undo()
+    later, _ = update_index(new, embedder, upsert=five[4])
+    save_update(later, tmp_path, new)
+    assert list(load_index(tmp_path, embedder).documents) == [d.doc_id for d in five]
+
+
+def test_a_replica_at_the_compacted_delta_follows_a_delta_written_on_the_full_version(tmp_path, five, monkeypatch):
+    """The replica missed the full version's moment: the live version is already a delta on it and the
+    compacted delta has been pruned. It still takes the full version's name and applies the new delta."""
+    import index.store as store
+
+    monkeypatch.setattr(store, "MAX_CHAIN", 1)
+    embedder = HashingEmbedder(256)
+    writer = build_index(five[:2], embedder)
+    save_index(writer, tmp_path)
+    new, _ = update_index(writer, embedder, upsert=five[2])
+    save_update(new, tmp_path, writer)
+    replica, writer = load_index(tmp_path, embedder), new
+    for doc in five[3:]:  # the first compacts (delta, then full), the second is a delta on the full version
+        new, _ = update_index(writer, embedder, upsert=doc)
+        save_update(new, tmp_path, writer)
+        writer = new
+        if doc is five[3]:
+            at_full = follow(replica, tmp_path, embedder)[0]
+            compacted_delta = store.read_manifest(tmp_path).same_as
+            assert at_full.version == current_version(tmp_path).name != compacted_delta
+    assert not (tmp_path / "versions" / compacted_delta).exists()  # pruned
+    stale = replace(at_full, version=compacted_delta)  # as if it had followed just before the full version
+    followed, rows_from = follow(stale, tmp_path, embedder)
+    assert rows_from is not None and followed.version == writer.version
+    _same_index(followed, load_index(tmp_path, embedder))
+    assert list(rows_from[: len(stale.passages)]) == list(range(len(stale.passages)))
+
+
+def test_a_bulk_write_past_the_compaction_share_is_written_once_whole(tmp_path, five, monkeypatch):
+    import index.store as store
+
+    monkeypatch.setattr(store, "COMPACT_MIN", 1)
+    monkeypatch.setattr(store, "COMPACT_SHARE", 0.1)
+    embedder = HashingEmbedder(256)
+    data = build_index(five[:1], embedder)
+    save_index(data, tmp_path)
+    bulk = build_index(five, embedder)
+    folder = save_update(refresh(data, five, embedder)[0], tmp_path, data)
+    assert not (folder / "delta.jsonl").is_file() and not store.read_manifest(tmp_path).same_as
+    assert len(list((tmp_path / "versions").iterdir())) == 2  # no delta written beside it
+    assert "same_as" not in json.loads((folder / "manifest.json").read_text())  # readable by earlier releases
+    _same_index(load_index(tmp_path, embedder), bulk)
