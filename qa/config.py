@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     generator_runtime: Literal["ctranslate2", "openvino", "transformers"] = Field(
         "ctranslate2",
         description="runtime of the packaged generator; openvino batches faster, is slower alone and needs "
-        "~1.2 GB more memory (eval/decoders.py, README Speed)",
+        "~1.2 GB more memory (research/decoders.py, README Speed)",
     )
     generator_compute: Literal["float32", "bf16", "int8"] = Field(
         "float32",

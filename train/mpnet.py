@@ -67,7 +67,7 @@ def packaged_mpnet_path(cache_dir: Path | None = None, parts: Sequence[Path] | N
     killed extraction leaves nothing half-written and a second caller finds the finished one.
 
     Example: packaged_mpnet_path() -> ~/.cache/newsqa/mpnet/all-mpnet-base-v2 (its config.json has
-    hidden_size 768, 12 layers: eval.readers.MPNET_CONFIG)
+    hidden_size 768, 12 layers: research.readers.MPNET_CONFIG)
     """
     import zipfile
 

