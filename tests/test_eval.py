@@ -267,7 +267,7 @@ def test_margin_auc_ranks_right_spans_against_refusals_and_wrong_spans():
 def test_candidate_table_and_chart(tmp_path):
     import json as _json
 
-    from eval import candidates
+    from research import candidates
 
     data = _json.loads((DEFAULT_DATASET.parents[1] / "baseline" / "reader-stage3.json").read_text(encoding="utf-8"))
     text = candidates.table(data)

@@ -1,8 +1,8 @@
 """The packages' layering: each imports only from the layers below it (imports inside functions too).
 
 index (passages, embeddings, the store) < qa (the question-answering stages) < api (HTTP, `qa ask`,
-`qa serve`) < eval (benchmarks over the pipeline and the server); train (what builds the shipped models)
-sits beside api, above qa, and nothing imports it. `index` imports no other package: the root
+`qa serve`) < eval (benchmarks over the pipeline and the server) < research (one-off benches whose
+results are recorded) < train (what builds the shipped models); nothing imports train. `index` imports no other package: the root
 of the error tree lives there (`index.errors`), re-exported by `qa.errors`. The `qa` command finds `api` and `eval` through entry points (qa/cli.py).
 """
 
@@ -21,7 +21,8 @@ ALLOWED = {
     "qa": {"index"},
     "api": {"qa", "index"},
     "eval": {"qa", "index", "api"},
-    "train": {"qa", "index", "eval"},
+    "train": {"qa", "index", "eval", "research"},
+    "research": {"qa", "index", "eval"},
 }
 PACKAGES = set(ALLOWED)
 
