@@ -22,6 +22,7 @@ delta in memory (`follow`); deltas are compacted into a full version as they acc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -265,9 +266,7 @@ def refresh(
     matrix, room = _vectors_for(old, prefix, len(passages), dim)
     if old is not None:
         matrix[reused_new] = old.passage_vectors[reused_old]
-    for rows, vectors in [first] if first is not None else []:
-        matrix[rows] = vectors
-    for rows, vectors in embedded:
+    for rows, vectors in itertools.chain([first] if first is not None else [], embedded):  # streamed
         matrix[rows] = vectors
     previous = data.dense if data is not None else None
     spec = choose(len(passages), dense or (previous.choice if previous else "auto"), previous)

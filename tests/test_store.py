@@ -379,18 +379,26 @@ def test_a_replica_follows_a_compaction_without_loading_it(tmp_path, five, monke
     _same_index(again, load_index(tmp_path, embedder))
 
 
+def _one_delta_before_compaction(tmp_path, five, embedder, monkeypatch):  # noqa: ANN001, ANN202
+    """A store of ``five[:2]`` and one delta adding ``five[2]``, with chains of one delta: the next write
+    compacts. Returns the writer's data (the live version)."""
+    import index.store as store
+
+    monkeypatch.setattr(store, "MAX_CHAIN", 1)
+    writer = build_index(five[:2], embedder)
+    save_index(writer, tmp_path)
+    new, _ = update_index(writer, embedder, upsert=five[2])
+    save_update(new, tmp_path, writer)
+    return new
+
+
 def test_a_failed_compaction_leaves_the_delta_live_and_held(tmp_path, five, monkeypatch):
     """Once the compacting write's delta is live, failing to write the full version loses nothing:
     the writer holds what is live, and the next write builds on it."""
     import index.store as store
 
-    monkeypatch.setattr(store, "MAX_CHAIN", 1)
     embedder = HashingEmbedder(256)
-    writer = build_index(five[:2], embedder)
-    save_index(writer, tmp_path)
-    new, _ = update_index(writer, embedder, upsert=five[2])
-    save_update(new, tmp_path, writer)
-    writer = new
+    writer = _one_delta_before_compaction(tmp_path, five, embedder, monkeypatch)
 
     def disk_full(path, data):  # noqa: ANN001, ANN202
         raise OSError(28, "No space left on device")
@@ -410,13 +418,9 @@ def test_a_replica_at_the_compacted_delta_follows_a_delta_written_on_the_full_ve
     compacted delta has been pruned. It still takes the full version's name and applies the new delta."""
     import index.store as store
 
-    monkeypatch.setattr(store, "MAX_CHAIN", 1)
     embedder = HashingEmbedder(256)
-    writer = build_index(five[:2], embedder)
-    save_index(writer, tmp_path)
-    new, _ = update_index(writer, embedder, upsert=five[2])
-    save_update(new, tmp_path, writer)
-    replica, writer = load_index(tmp_path, embedder), new
+    writer = _one_delta_before_compaction(tmp_path, five, embedder, monkeypatch)
+    replica = load_index(tmp_path, embedder)
     for doc in five[3:]:  # the first compacts (delta, then full), the second is a delta on the full version
         new, _ = update_index(writer, embedder, upsert=doc)
         save_update(new, tmp_path, writer)
