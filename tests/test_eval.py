@@ -300,3 +300,13 @@ def test_news_sets_are_split_by_article_and_quote_the_bbc_folder():
             assert docs[doc_id].text[start:end]
         for doc_id in {s.doc for s in item.support}:
             assert not any(normalize(f) in normalize(docs[doc_id].text) for f in item.forbidden), item.id
+
+
+def test_the_follow_benchmark_times_a_replica_reaching_each_write():
+    """`python -m eval.scale --follow` at a toy size: every write is followed (the replica ends holding
+    every written article's passages), and the row reports the medians it printed."""
+    from eval.scale import follow_rows
+
+    row = follow_rows(2_000, steps=3)
+    assert row["passages"] == 2_000 + 3 * 20 and row["writes"] == 3 and row["dense"] == "exact"
+    assert 0 < row["follow_s_p50"] <= row["follow_s_max"] and row["writer_s_p50"] > 0
