@@ -193,11 +193,6 @@ class LayeredIVF:
         self.ntotal = base.ntotal - self.removed + len(self.tail)
         self.nlist, self.d, self.quantizer, self.nprobe = base.nlist, base.d, base.quantizer, base.nprobe
 
-    @property
-    def layered(self) -> int:
-        """Vectors that differ from the base: removed ones and the tail."""
-        return self.removed + len(self.tail)
-
     def updated(self, rows_from: np.ndarray, fresh: np.ndarray) -> LayeredIVF:
         """This index after a refresh (`index.store.refresh`): row i of the result is row
         ``rows_from[i]`` of this one or, where that is -1, the next vector of ``fresh``. Neither this
