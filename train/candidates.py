@@ -159,6 +159,19 @@ def squad_asked(path: Path) -> tuple[list[dict], list]:
     return rows, docs
 
 
+def _reader(settings, model_dir: Path | None):  # noqa: ANN001, ANN202 - a qa.config.Settings -> a TransformerReader
+    """The shipped reader with the settings' overrides, or the one exported to ``model_dir``."""
+    from qa.reader.reader import TransformerReader, make_reader
+
+    if model_dir is None:
+        return make_reader(settings)
+    reader = TransformerReader(
+        model_dir, quantize=settings.reader_quantize, dtype=settings.reader_dtype, device=settings.device
+    )
+    reader.warm_up()
+    return reader
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("kind", choices=["eval", "squad-open", "squad-gold"])
@@ -166,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", type=Path, help="eval: the corpus folder (default QA_SOURCE_DIR)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--passages", type=int, help="passages the reader reads (default QA_READER_PASSAGES)")
+    p.add_argument(
+        "--reader",
+        type=Path,
+        help="read with the reader in this folder (train.export's output) instead of the shipped one: "
+        "out-of-fold readings of articles the shipped reader trained on (make fit-decision)",
+    )
     args = p.parse_args(argv)
 
     from eval.cli import _deterministic, _fresh_index, source_index_dir
@@ -193,18 +212,20 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline.from_settings(
             settings, index_for=_fresh_index(source, source_index_dir(settings.cache_dir, source)), decide=False
         )
+        if args.reader:
+            pipeline.reader = _reader(settings, args.reader)
         rows = collect_open(pipeline, asked)
     else:
         asked, docs = squad_asked(args.file)
         if args.kind == "squad-gold":
-            from qa.reader.reader import make_reader
-
-            rows = collect_gold(make_reader(settings), asked, {d.doc_id: d.text for d in docs})
+            rows = collect_gold(_reader(settings, args.reader), asked, {d.doc_id: d.text for d in docs})
         else:
             from eval.squad import file_key
 
             index_dir = Path(".index-squad") / file_key(args.file)
             pipeline = Pipeline.from_settings(settings, index_for=_squad_index(docs, index_dir), decide=False)
+            if args.reader:
+                pipeline.reader = _reader(settings, args.reader)
             rows = collect_open(pipeline, asked)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as fh:

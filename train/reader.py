@@ -30,6 +30,10 @@ sets worse than stage 2. They stay as options for a longer run on a GPU:
 - ``--layer-decay`` (tried with stages 1 and 2 retrained at 0.8): lower layers learn at a smaller rate,
   keeping more of what the base learnt; the seed set gained, SQuAD and the rephrased set lost.
 
+A run checkpoints to ``OUT/checkpoint`` every ``--checkpoint-every`` steps and at each epoch's end; the
+same command resumes from there and trains exactly what an unbroken run would (the batch order, dropout
+and optimizer state are restored; ``tests/slow/test_train_reader_resume.py``).
+
 Example (the two stages ``make train-reader`` runs, then the export)::
 
     python -m train.reader --epochs 2.5 --lr 1.5e-4 --out .train/reader
@@ -552,6 +556,12 @@ def param_groups(model, lr: float, layer_decay: float = 1.0, weight_decay: float
 
 def batches(feats: list[dict], batch_size: int, rng: random.Random | None):
     """Length-grouped batches (little padding); shuffled by ``rng`` when given."""
+    for group in batch_groups(feats, batch_size, rng):
+        yield group, collate([feats[j] for j in group])
+
+
+def batch_groups(feats: list[dict], batch_size: int, rng: random.Random | None) -> list[list[int]]:
+    """The feature indices of each batch of one pass, in order (what `batches` collates)."""
     order = list(range(len(feats)))
     if rng is not None:
         rng.shuffle(order)
@@ -566,8 +576,7 @@ def batches(feats: list[dict], batch_size: int, rng: random.Random | None):
     else:
         order.sort(key=lambda j: len(feats[j]["input_ids"]))
         groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for group in groups:
-        yield group, collate([feats[j] for j in group])
+    return groups
 
 
 def collate(rows: list[dict]) -> dict:
@@ -701,6 +710,12 @@ def main(argv: list[str] | None = None) -> int:
         help='times each definition the training paragraphs state is asked as "Who/What is X?" (0: none)',
     )
     parser.add_argument("--init", type=Path, help="continue from this checkpoint (a folder this script wrote)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        help="steps between checkpoints in OUT/checkpoint; the same command resumes from the last one",
+    )
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument(
         "--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (1.0: one rate for all)"
@@ -783,40 +798,76 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args.out.mkdir(parents=True, exist_ok=True)
-    log_path = args.out / "train_log.jsonl"
-    log = log_path.open("w", encoding="utf-8")
     (args.out / "data_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    step, t0 = 0, time.time()
-    model.train()
-    bar = tqdm(total=total, desc="train reader", unit="step", file=sys.stderr, mininterval=10)
-    epoch = 0
-    while step < total:
-        epoch += 1
-        steps = StepLog(log, bar, steps_per_epoch, t0)
-        for _, batch in batches(feats, args.batch_size, rng):
-            batch = {k: v.to(args.device) for k, v in batch.items()}
-            with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
-                loss = model(**batch).loss
-            value = optimizer_step(loss, params, opt, sched)
-            step += 1
-            steps.record(step, value, max(sched.get_last_lr()))
-            if step >= total:
-                break
-        rows = validation_rows(val, predict(model, tokenizer, val, args.max_length, args.stride, 64, args.device))
-        margin, tuned = fit_margin(rows, min_has_f1=0.0)
-        row = {
-            "step": step,
-            "epoch": round(step / steps_per_epoch, 3),
-            "val_at_0": score_at(rows, 0.0),
-            "val_tuned": tuned,
-            "val_margin": round(margin, 3),
-            "elapsed_s": round(time.time() - t0, 1),
-        }
-        log.write(json.dumps(row) + "\n")
-        log.flush()
-        print(json.dumps(row), file=sys.stderr, flush=True)
-        model.save_pretrained(args.out / f"epoch{epoch}")
-        tokenizer.save_pretrained(args.out / f"epoch{epoch}")
+    ckpt = args.out / "checkpoint" / "state.pt"
+    step, done, elapsed = 0, 0, 0.0  # steps taken, epochs finished (validated), seconds before a resume
+    if ckpt.is_file():  # resume: the same data, batch order and dropout, so it trains what an unbroken run would
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, done, elapsed = state["step"], state["epochs_done"], state["elapsed_s"]
+        rng.setstate(state["epoch_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resuming at step {step} of {total}", file=sys.stderr)
+    log = (args.out / "train_log.jsonl").open("a" if step else "w", encoding="utf-8")
+    try:
+        t0 = time.time() - elapsed
+        model.train()
+        bar = tqdm(total=total, initial=step, desc="train reader", unit="step", file=sys.stderr, mininterval=10)
+
+        def checkpoint(epoch_rng: object) -> None:
+            """Everything a resumed run needs; ``epoch_rng``: the shuffling state the current epoch began with."""
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save(
+                {
+                    "model": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "step": step,
+                    "epochs_done": done,
+                    "epoch_rng": epoch_rng,
+                    "torch_rng": torch.get_rng_state(),
+                    "elapsed_s": time.time() - t0,
+                },
+                tmp,
+            )
+            tmp.replace(ckpt)  # atomic: a kill mid-save leaves the previous checkpoint
+
+        while step < total:
+            epoch_rng = rng.getstate()
+            steps = StepLog(log, bar, steps_per_epoch, t0)
+            for group in batch_groups(feats, args.batch_size, rng)[step - done * steps_per_epoch :]:
+                batch = {k: v.to(args.device) for k, v in collate([feats[j] for j in group]).items()}
+                with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+                    loss = model(**batch).loss
+                value = optimizer_step(loss, params, opt, sched)
+                step += 1
+                steps.record(step, value, max(sched.get_last_lr()))
+                if step >= total:
+                    break
+                if step % args.checkpoint_every == 0:
+                    checkpoint(epoch_rng)
+            done += 1
+            rows = validation_rows(val, predict(model, tokenizer, val, args.max_length, args.stride, 64, args.device))
+            margin, tuned = fit_margin(rows, min_has_f1=0.0)
+            row = {
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 3),
+                "val_at_0": score_at(rows, 0.0),
+                "val_tuned": tuned,
+                "val_margin": round(margin, 3),
+                "elapsed_s": round(time.time() - t0, 1),
+            }
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            model.save_pretrained(args.out / f"epoch{done}")
+            tokenizer.save_pretrained(args.out / f"epoch{done}")
+            checkpoint(rng.getstate())  # at the epoch's end: the next one begins from here (none after the last)
+    finally:
+        log.close()
     bar.close()
     model.save_pretrained(args.out / "final")
     tokenizer.save_pretrained(args.out / "final")
