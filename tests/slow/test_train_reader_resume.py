@@ -16,7 +16,9 @@ def _squad(path, titles):  # noqa: ANN001
     for n, title in enumerate(titles):
         paragraphs = []
         for k in range(2):
-            context = f"{title} opened its {k + 1}th library in {1900 + n * 7 + k}. The mayor, Ann Lee {n}, cut the ribbon."
+            context = (
+                f"{title} opened its {k + 1}th library in {1900 + n * 7 + k}. The mayor, Ann Lee {n}, cut the ribbon."
+            )
             year = str(1900 + n * 7 + k)
             qas = [
                 {
