@@ -22,9 +22,10 @@ from qa.reader.reader import (
     TransformerReader,
     encode_windows,
     members_of,
+    readings_from_windows,
     resolve_dtype,
 )
-from qa.reader.spans import best_span
+from qa.reader.spans import best_span, paragraph_of, with_currency
 
 OFFSETS = [None, None, (0, 3), (4, 9), (10, 14), None]  # [CLS] question [SEP] "The quick fox" [SEP]
 
@@ -42,6 +43,40 @@ def test_best_span_never_ends_before_it_starts_or_runs_too_long():
     assert best_span(np.array([0.0, 0, 5, 0, 0, 0]), np.array([0.0, 0, 0, 0, 5, 0]), OFFSETS, max_answer_tokens=2)[
         :2
     ] != (0, 14)
+
+
+def test_a_span_never_crosses_a_blank_line():
+    text = "Cup win\n\nWayne Rooney scored"  # a title, then the body
+    offsets = [None, (0, 3), (4, 7), (9, 14), (15, 21), (22, 28), None]
+    paragraphs = paragraph_of(text, offsets)
+    assert paragraphs == [-1, 0, 0, 1, 1, 1, -1]
+    starts = np.array([0.0, 1.0, 4.0, 3.0, 0.0, 0.0, 0.0])  # "win" starts best, "Rooney" ends best
+    ends = np.array([0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0])
+    assert text[slice(*best_span(starts, ends, offsets)[:2])] == "win\n\nWayne Rooney"  # without paragraphs
+    assert text[slice(*best_span(starts, ends, offsets, paragraphs=paragraphs)[:2])] == "Wayne Rooney"
+    assert paragraph_of("one\n \ntwo\nthree", [(0, 3), (6, 9), (10, 15)]) == [0, 1, 1]  # a single newline is no break
+
+
+def test_readings_keep_spans_within_a_paragraph():
+    text = "Cup win\n\nWayne Rooney scored"
+    offsets = [None, (0, 3), (4, 7), (9, 14), (15, 21), (22, 28), None]
+    starts = np.array([0.0, 1.0, 4.0, 3.0, 0.0, 0.0, 0.0])
+    ends = np.array([0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0])
+    (reading,) = readings_from_windows([(0, starts, ends, offsets)], [text])
+    assert reading.span == "Wayne Rooney"
+
+
+def test_a_figure_keeps_its_currency_sign():
+    text = "Suits sold for $110,000 and £59,000; 2,000 fans came."
+    offsets = [None, (0, 5), (6, 10), (11, 14), (15, 16), (16, 23), (24, 27), (28, 29), (29, 35), None]
+    starts = np.zeros(10)
+    ends = np.zeros(10)
+    starts[5], ends[5] = 5.0, 5.0  # the reader marks the digits only
+    (reading,) = readings_from_windows([(0, starts, ends, offsets)], [text])
+    assert reading.span == "$110,000"
+    assert text[with_currency(text, text.index("59")) : text.index(";")] == "£59,000"
+    assert with_currency(text, text.index("2,000")) == text.index("2,000")  # no sign before it
+    assert with_currency(text, 0) == 0
 
 
 def test_best_span_without_context_tokens():
@@ -355,3 +390,4 @@ def test_windows_are_padded_to_a_few_shapes_and_the_padding_is_masked():
     assert len(lengths) <= 384 // PAD_MULTIPLE
     long = encode_windows(tokenizer, ["How long?"], [text * 120], max_length=384, stride=128)
     assert long["input_ids"].shape[1] == 384 and len(long["input_ids"]) > 1  # long passages still overflow
+

@@ -8,10 +8,17 @@ Example::
     >>> ends = np.array([0.0, 0, 0.1, 0.5, 2.5, 0])
     >>> best_span(starts, ends, offsets)
     (4, 14, 5.5)
+
+A span never crosses a paragraph break (a blank line); with "fox" in the next paragraph::
+
+    >>> best_span(starts, ends, offsets, paragraphs=[-1, -1, 0, 0, 1, -1])
+    (4, 9, 3.5)
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,11 +34,13 @@ def best_span(
     *,
     max_answer_tokens: int = MAX_ANSWER_TOKENS,
     n_best: int = N_BEST,
+    paragraphs: Sequence[int] | None = None,
 ) -> tuple[int, int, float] | None:
     """(char_start, char_end, start+end logit) of the best context span, or None if the window has none.
 
     Only tokens with an offset (the context's own tokens) may start or end a span; the end may not come
-    before the start or more than ``max_answer_tokens`` after it.
+    before the start or more than ``max_answer_tokens`` after it, nor in another of ``paragraphs`` (each
+    token's paragraph number, `paragraph_of`), when given.
     """
     usable = np.array([o is not None for o in offsets], dtype=bool)
     if not usable.any():
@@ -46,7 +55,39 @@ def best_span(
         for j in ends:
             if j < i or j - i + 1 > max_answer_tokens:
                 continue
+            if paragraphs is not None and paragraphs[i] != paragraphs[j]:
+                continue
             score = float(s[i] + e[j])
             if best is None or score > best[2]:
                 best = (offsets[i][0], offsets[j][1], score)
     return best
+
+
+_BREAK = re.compile(r"\n[ \t\r\f\v\xa0]*\n\s*")
+
+
+def paragraph_of(text: str, offsets: Sequence[tuple[int, int] | None]) -> list[int]:
+    """Each token's paragraph in ``text`` (paragraphs are separated by blank lines); -1 for tokens
+    without an offset.
+
+    >>> paragraph_of("Title\\n\\nBody text", [None, (0, 5), (7, 11), (12, 16)])
+    [-1, 0, 1, 1]
+    """
+    breaks = [m.start() for m in _BREAK.finditer(text)]
+    return [-1 if o is None else bisect.bisect_right(breaks, o[0]) for o in offsets]
+
+
+CURRENCY_SIGNS = "£$€¥"
+
+
+def with_currency(text: str, start: int) -> int:
+    """The start of a span, moved back over the currency sign written right before its first digit:
+    the sign belongs to the figure.
+
+    >>> text = "The suits sold for $110,000 at auction."
+    >>> text[with_currency(text, 20):27]
+    '$110,000'
+    """
+    if 0 < start < len(text) and text[start].isdigit() and text[start - 1] in CURRENCY_SIGNS:
+        return start - 1
+    return start
