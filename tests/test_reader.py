@@ -391,3 +391,14 @@ def test_windows_are_padded_to_a_few_shapes_and_the_padding_is_masked():
     long = encode_windows(tokenizer, ["How long?"], [text * 120], max_length=384, stride=128)
     assert long["input_ids"].shape[1] == 384 and len(long["input_ids"]) > 1  # long passages still overflow
 
+
+def test_a_resumed_reader_run_drops_the_log_rows_it_will_write_again(tmp_path):
+    from train.reader import _keep_log_until
+
+    log = tmp_path / "train_log.jsonl"
+    rows = [{"step": 20, "loss": 1.0}, {"step": 30, "val_at_0": {}}, {"step": 40, "loss": 0.9}]
+    rows += [{"step": 60, "loss": 0.8}, {"step": 60, "val_at_0": {}}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _keep_log_until(log, 50, 1)  # the checkpoint: step 50, one epoch validated
+    assert [json.loads(line) for line in log.read_text().splitlines()] == rows[:3]
+    _keep_log_until(tmp_path / "absent.jsonl", 50, 1)  # a fresh run has no log yet

@@ -726,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--limit", type=int, default=0, help="train on the first N features only (smoke runs)")
     args = parser.parse_args(argv)
+    if args.checkpoint_every < 1:
+        parser.error("--checkpoint-every must be at least 1")
     if args.holdout < 3:
         parser.error("--holdout must be at least 3 whole articles (benchmarks README)")
 
@@ -800,15 +802,33 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "data_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     ckpt = args.out / "checkpoint" / "state.pt"
+    # What a checkpoint was trained with: a run under other arguments or data never resumes from it.
+    recipe = {
+        **{k: str(v) for k, v in sorted(vars(args).items()) if k not in ("checkpoint_every", "device", "out")},
+        "features": len(feats),
+    }
     step, done, elapsed = 0, 0, 0.0  # steps taken, epochs finished (validated), seconds before a resume
     if ckpt.is_file():  # resume: the same data, batch order and dropout, so it trains what an unbroken run would
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("recipe") != recipe:
+            differ = sorted(
+                k
+                for k in recipe.keys() | state.get("recipe", {}).keys()
+                if recipe.get(k) != state.get("recipe", {}).get(k)
+            )
+            raise SystemExit(
+                f"{ckpt} was trained with other arguments or data ({', '.join(differ)}): "
+                f"delete {ckpt.parent} to start again, or run with the arguments it was started with"
+            )
         model.load_state_dict(state["model"], strict=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, done, elapsed = state["step"], state["epochs_done"], state["elapsed_s"]
         rng.setstate(state["epoch_rng"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        _keep_log_until(args.out / "train_log.jsonl", step, done)
         print(f"resuming at step {step} of {total}", file=sys.stderr)
     log = (args.out / "train_log.jsonl").open("a" if step else "w", encoding="utf-8")
     try:
@@ -829,7 +849,9 @@ def main(argv: list[str] | None = None) -> int:
                     "epochs_done": done,
                     "epoch_rng": epoch_rng,
                     "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                     "elapsed_s": time.time() - t0,
+                    "recipe": recipe,
                 },
                 tmp,
             )
@@ -865,7 +887,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), file=sys.stderr, flush=True)
             model.save_pretrained(args.out / f"epoch{done}")
             tokenizer.save_pretrained(args.out / f"epoch{done}")
-            checkpoint(rng.getstate())  # at the epoch's end: the next one begins from here (none after the last)
+            # At each epoch's end, the last too: a finished stage run again with its arguments only re-saves it.
+            checkpoint(rng.getstate())
     finally:
         log.close()
     bar.close()
@@ -880,6 +903,24 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _keep_log_until(path: Path, step: int, epochs_done: int) -> None:
+    """Drop the log rows a resumed run will write again: step rows past ``step`` and validation rows past
+    the first ``epochs_done``. (The first step row after a resume averages only the steps since it.)"""
+    if not path.is_file():
+        return
+    kept, validated = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if "val_at_0" in row:
+            validated += 1
+            if validated > epochs_done:
+                continue
+        elif row.get("step", 0) > step:
+            continue
+        kept.append(line + "\n")
+    path.write_text("".join(kept), encoding="utf-8")
 
 
 def _cuda() -> bool:

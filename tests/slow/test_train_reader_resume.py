@@ -87,3 +87,11 @@ def test_a_stopped_run_resumes_and_ends_where_an_unbroken_one_ends(files, tmp_pa
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
     logged = [json.loads(line) for line in (tmp_path / "split" / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in logged if "val_at_0" in r] == [1.0, 2.0]  # each epoch validated once
+
+    # The finished run again only re-saves it; with another recipe it refuses to resume from it.
+    assert reader.main(_args(files, tmp_path / "split")) == 0
+    torch.testing.assert_close(_weights(tmp_path / "split")["qa_outputs.weight"], whole["qa_outputs.weight"])
+    with pytest.raises(SystemExit, match="lr"):
+        reader.main([*_args(files, tmp_path / "split"), "--lr", "5e-2"])
+    with pytest.raises(SystemExit):
+        reader.main([*_args(files, tmp_path / "other"), "--checkpoint-every", "0"])
