@@ -43,7 +43,7 @@ class _Scorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self.max_length = max_length
-        self.model_id = folder.name
+        self.model_id = str(folder)  # the cache key: the three verifier folders are all named "final"
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         return score_pairs(self.model, self.tokenizer, pairs, self.max_length)
