@@ -190,8 +190,8 @@ train-reader: $(STAMP)
 	$(MAKE) train-verifier
 
 # The same recipe without any SQuAD dev-a article (--holdout 8): its readings of the 5 dev-a articles the
-# shipped reader trained on are out of fold, for fitting the decision on them (rule 9, eval/README.md;
-# ~2 h on 2 CPU cores). Every stage checkpoints every 50 steps and resumes when the target is run again.
+# shipped reader trained on are out of fold, for fitting the decision on them (rule 9, eval/README.md:
+# measured, not adopted; ~80 min on 2 CPU cores). Every stage checkpoints every 50 steps and resumes when the target is run again.
 OOF = .train/oof
 train-reader-oof: $(STAMP)
 	for seed in 13 29; do \

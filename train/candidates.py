@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reader",
         type=Path,
         help="read with the reader in this folder (train.export's output) instead of the shipped one: "
-        "out-of-fold readings of articles the shipped reader trained on (make fit-decision)",
+        "out-of-fold readings of articles the shipped reader trained on (make train-reader-oof; rule 9)",
     )
     args = p.parse_args(argv)
 
