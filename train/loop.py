@@ -72,3 +72,12 @@ def run_record(step: int, t0: float, device: str) -> dict:
         "torch": torch.__version__,
         "hardware": hardware,
     }
+
+
+def trainable_state(model) -> dict:  # noqa: ANN001
+    """The tensors training changes: everything but the frozen embeddings (what a checkpoint holds and what ships, as fp16); for MPNet
+    only the parameters left trainable (`freeze_below`: the top layers and the head)."""
+    if model.config.model_type == "mpnet":
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("bert.embeddings.")}

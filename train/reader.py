@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.lang.squad import squad_scores
-from train.loop import StepLog, optimizer_step, padded, run_record
+from train.loop import StepLog, optimizer_step, padded, run_record, trainable_state
 
 TRAIN_FILE = Path("../shared/benchmarks/squad2-train-partial.json.gz")
 DEV_FILE = Path("../shared/benchmarks/squad2-dev-a.json")
@@ -810,12 +810,9 @@ def main(argv: list[str] | None = None) -> int:
     step, done, elapsed = 0, 0, 0.0  # steps taken, epochs finished (validated), seconds before a resume
     if ckpt.is_file():  # resume: the same data, batch order and dropout, so it trains what an unbroken run would
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("recipe") != recipe:
-            differ = sorted(
-                k
-                for k in recipe.keys() | state.get("recipe", {}).keys()
-                if recipe.get(k) != state.get("recipe", {}).get(k)
-            )
+        saved = state.get("recipe") or {}
+        if saved != recipe:
+            differ = sorted(k for k in recipe.keys() | saved.keys() if recipe.get(k) != saved.get(k))
             raise SystemExit(
                 f"{ckpt} was trained with other arguments or data ({', '.join(differ)}): "
                 f"delete {ckpt.parent} to start again, or run with the arguments it was started with"
@@ -842,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp = ckpt.with_suffix(".tmp")
             torch.save(
                 {
-                    "model": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+                    "model": trainable_state(model),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
                     "step": step,

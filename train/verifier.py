@@ -48,7 +48,7 @@ from pathlib import Path
 
 from qa.decide.verifier import verifier_input
 from train import augment
-from train.loop import StepLog, optimizer_step, padded, run_record
+from train.loop import StepLog, optimizer_step, padded, run_record, trainable_state
 from train.mpnet import (
     BASE_FILE,
     EXPORT_LIMIT_BYTES,
@@ -243,15 +243,6 @@ def collate(rows: list[dict], pad_id: int = 0) -> dict:
 
     batch = pad_batch(rows, pad_id) if "token_type_ids" not in rows[0] else padded(rows)
     return {**batch, "labels": torch.tensor([r["label"] for r in rows], dtype=torch.long)}
-
-
-def trainable_state(model) -> dict:  # noqa: ANN001
-    """The tensors training changes: everything but the frozen embeddings (what ships, as fp16); for MPNet
-    only the parameters left trainable (`freeze_below`: the top layers and the head)."""
-    if model.config.model_type == "mpnet":
-        names = {n for n, p in model.named_parameters() if p.requires_grad}
-        return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("bert.embeddings.")}
 
 
 def train(args: argparse.Namespace) -> int:

@@ -301,8 +301,7 @@ def readings_from_windows(
 
     A text longer than one window keeps its best span over all windows and its lowest no-answer score
     (run_qa's rule); a span stays within one paragraph and takes the currency sign before its figure
-    (rule 8, eval/README.md). Serving
-    (`TransformerReader.read`) and training validation share this.
+    (rule 8, eval/README.md). Serving (`TransformerReader.read`) and training validation share this.
     """
     best: dict[int, Reading] = {}
     for p, starts, ends, offsets in windows:
