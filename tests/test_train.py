@@ -122,3 +122,41 @@ def test_the_verifier_comparison_metrics():
     assert roc_auc([0, 1, 1], [0.1, 0.9, 0.1]) == 0.75
     assert abs(average_precision([0, 1, 1], [0.1, 0.9, 0.1]) - (0.5 + 0.5 * 2 / 3)) < 1e-9
     assert average_precision([0, 1], [0.2, 0.8]) == 1.0
+
+
+def test_a_checkpoint_restores_weights_optimiser_schedule_and_dropout(tmp_path):
+    torch = pytest.importorskip("torch")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from train.loop import load_checkpoint, optimizer_step, restore, save_checkpoint
+
+    def tiny():  # noqa: ANN202
+        torch.manual_seed(0)
+        config = BertConfig(
+            vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+        )
+        model = BertForSequenceClassification(config)
+        for p in model.bert.embeddings.parameters():
+            p.requires_grad = False
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-2)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s + 1))
+        return model, params, opt, sched
+
+    batch = {"input_ids": torch.tensor([[1, 5, 7, 2]]), "labels": torch.tensor([1])}
+    model, params, opt, sched = tiny()
+    optimizer_step(model(**batch).loss, params, opt, sched)
+    save_checkpoint(tmp_path / "ck" / "state.pt", model, opt, sched, 1, t0=0.0, note="extra")
+    assert not (tmp_path / "ck" / "state.tmp").exists()
+    dropout = torch.rand(3)  # what the random stream gives next, after the save
+    optimizer_step(model(**batch).loss, params, opt, sched)  # the run goes on, then stops
+
+    again, params2, opt2, sched2 = tiny()
+    state = load_checkpoint(tmp_path / "ck" / "state.pt")
+    restore(state, again, opt2, sched2)
+    assert state["step"] == 1 and state["note"] == "extra" and state["elapsed_s"] > 0
+    assert not any(k.startswith("bert.embeddings.") for k in state["model"])  # frozen: read from the base
+    torch.testing.assert_close(torch.rand(3), dropout)
+    optimizer_step(again(**batch).loss, params2, opt2, sched2)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

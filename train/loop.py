@@ -1,9 +1,10 @@
-"""What every training loop here repeats: one optimiser step, and a log row every 20 steps."""
+"""What every training loop here repeats: one optimiser step, a log row every 20 steps, and checkpoints."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import IO, Any
 
 
@@ -81,3 +82,43 @@ def trainable_state(model) -> dict:  # noqa: ANN001
         names = {n for n, p in model.named_parameters() if p.requires_grad}
         return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("bert.embeddings.")}
+
+
+def save_checkpoint(path: Path, model: Any, opt: Any, sched: Any, step: int, t0: float, **extra: Any) -> None:  # noqa: ANN401 - torch objects
+    """Write what a resumed run needs to ``path``, atomically: the trainable tensors, the optimiser and the
+    schedule, the step, the CPU and CUDA random states (dropout), the seconds trained, and ``extra``."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    state = {
+        "model": trainable_state(model),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "step": step,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "elapsed_s": time.time() - t0,
+        **extra,
+    }
+    torch.save(state, tmp)
+    tmp.replace(path)  # a kill mid-save leaves the previous checkpoint
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint `save_checkpoint` wrote, on the CPU (one written on a GPU loads anywhere)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def restore(state: dict, model: Any, opt: Any, sched: Any) -> None:  # noqa: ANN401 - torch objects
+    """Put a loaded checkpoint's tensors, optimiser, schedule and random states back."""
+    import torch
+
+    model.load_state_dict(state["model"], strict=False)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])

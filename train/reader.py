@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.lang.squad import squad_scores
-from train.loop import StepLog, optimizer_step, padded, run_record, trainable_state
+from train.loop import StepLog, load_checkpoint, optimizer_step, padded, restore, run_record, save_checkpoint
 
 TRAIN_FILE = Path("../shared/benchmarks/squad2-train-partial.json.gz")
 DEV_FILE = Path("../shared/benchmarks/squad2-dev-a.json")
@@ -809,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     step, done, elapsed = 0, 0, 0.0  # steps taken, epochs finished (validated), seconds before a resume
     if ckpt.is_file():  # resume: the same data, batch order and dropout, so it trains what an unbroken run would
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         saved = state.get("recipe") or {}
         if saved != recipe:
             differ = sorted(k for k in recipe.keys() | saved.keys() if recipe.get(k) != saved.get(k))
@@ -817,14 +817,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ckpt} was trained with other arguments or data ({', '.join(differ)}): "
                 f"delete {ckpt.parent} to start again, or run with the arguments it was started with"
             )
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        restore(state, model, opt, sched)
         step, done, elapsed = state["step"], state["epochs_done"], state["elapsed_s"]
         rng.setstate(state["epoch_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
         _keep_log_until(args.out / "train_log.jsonl", step, done)
         print(f"resuming at step {step} of {total}", file=sys.stderr)
     log = (args.out / "train_log.jsonl").open("a" if step else "w", encoding="utf-8")
@@ -835,24 +830,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def checkpoint(epoch_rng: object) -> None:
             """Everything a resumed run needs; ``epoch_rng``: the shuffling state the current epoch began with."""
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": trainable_state(model),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "step": step,
-                    "epochs_done": done,
-                    "epoch_rng": epoch_rng,
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                    "elapsed_s": time.time() - t0,
-                    "recipe": recipe,
-                },
-                tmp,
-            )
-            tmp.replace(ckpt)  # atomic: a kill mid-save leaves the previous checkpoint
+            save_checkpoint(ckpt, model, opt, sched, step, t0, epochs_done=done, epoch_rng=epoch_rng, recipe=recipe)
 
         while step < total:
             epoch_rng = rng.getstate()

@@ -48,7 +48,16 @@ from pathlib import Path
 
 from qa.decide.verifier import verifier_input
 from train import augment
-from train.loop import StepLog, optimizer_step, padded, run_record, trainable_state
+from train.loop import (
+    StepLog,
+    load_checkpoint,
+    optimizer_step,
+    padded,
+    restore,
+    run_record,
+    save_checkpoint,
+    trainable_state,
+)
 from train.mpnet import (
     BASE_FILE,
     EXPORT_LIMIT_BYTES,
@@ -326,12 +335,9 @@ def train(args: argparse.Namespace) -> int:
     ckpt = args.out / "checkpoint" / "state.pt"
     step = 0
     if ckpt.is_file():  # resume: same data and order, so the run continues where it stopped
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        state = load_checkpoint(ckpt)
+        restore(state, model, opt, sched)
         step = state["step"]
-        torch.set_rng_state(state["torch_rng"])
         print(f"resuming at step {step} of {total}", file=sys.stderr)
     log = (args.out / "train_log.jsonl").open("a", encoding="utf-8")
     t0 = time.time() - (state["elapsed_s"] if step else 0.0)
@@ -356,20 +362,7 @@ def train(args: argparse.Namespace) -> int:
             step += 1
             steps.record(step, value, max(sched.get_last_lr()))
             if step % args.checkpoint_every == 0 or step >= total:
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                tmp = ckpt.with_suffix(".tmp")
-                torch.save(
-                    {
-                        "model": trainable_state(model),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "step": step,
-                        "torch_rng": torch.get_rng_state(),
-                        "elapsed_s": time.time() - t0,
-                    },
-                    tmp,
-                )
-                tmp.replace(ckpt)  # atomic: a kill mid-save leaves the previous checkpoint
+                save_checkpoint(ckpt, model, opt, sched, step, t0)
             if step >= total:
                 break
     bar.close()
