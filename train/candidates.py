@@ -161,15 +161,9 @@ def squad_asked(path: Path) -> tuple[list[dict], list]:
 
 def _reader(settings, model_dir: Path | None):  # noqa: ANN001, ANN202 - a qa.config.Settings -> a TransformerReader
     """The shipped reader with the settings' overrides, or the one exported to ``model_dir``."""
-    from qa.reader.reader import TransformerReader, make_reader
+    from qa.reader.reader import MODEL_DIR, make_reader
 
-    if model_dir is None:
-        return make_reader(settings)
-    reader = TransformerReader(
-        model_dir, quantize=settings.reader_quantize, dtype=settings.reader_dtype, device=settings.device
-    )
-    reader.warm_up()
-    return reader
+    return make_reader(settings, model_dir or MODEL_DIR)
 
 
 def main(argv: list[str] | None = None) -> int:

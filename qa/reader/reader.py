@@ -360,9 +360,10 @@ class FakeReader:
         return [self.read(question, passages) for question, passages in items]
 
 
-def make_reader(settings) -> TransformerReader:  # noqa: ANN001
-    """The committed reader with the settings' overrides, warmed up."""
+def make_reader(settings, model_dir: Path = MODEL_DIR) -> TransformerReader:  # noqa: ANN001
+    """The committed reader (or the one exported to ``model_dir``) with the settings' overrides, warmed up."""
     reader = TransformerReader(
+        model_dir,
         quantize=settings.reader_quantize,
         dtype=settings.reader_dtype,
         device=settings.device,
