@@ -35,17 +35,12 @@ def validation_sample(seed: int, holdout: int, val_size: int, negative_rate: flo
 
 def scores(rows: list[dict]) -> dict:
     """Forced HasAns F1, F1 at margin 0, and the margin's ROC AUC (answerable against not)."""
-    from eval.metrics import separation_auc
     from train import reader as T
 
-    margins = [
-        (r["evidence"]["margin"] if r["evidence"]["margin"] is not None else -1e9, r["impossible"]) for r in rows
-    ]
-    auc = separation_auc([m for m, imp in margins if not imp], [m for m, imp in margins if imp])
     return {
         "forced_has_f1": T.score_at(rows, float("-inf"))["has_f1"],
         "at_0": T.score_at(rows, 0.0),
-        "margin_auc": None if auc is None else round(auc, 4),
+        "margin_auc": T.margin_auc(rows),
         "questions": len(rows),
         "answerable": sum(not r["impossible"] for r in rows),
     }

@@ -402,3 +402,20 @@ def test_a_resumed_reader_run_drops_the_log_rows_it_will_write_again(tmp_path):
     _keep_log_until(log, 50, 1)  # the checkpoint: step 50, one epoch validated
     assert [json.loads(line) for line in log.read_text().splitlines()] == rows[:3]
     _keep_log_until(tmp_path / "absent.jsonl", 50, 1)  # a fresh run has no log yet
+
+
+def test_validation_scores_forced_answers_and_how_the_margin_separates():
+    from train.reader import margin_auc, score_at
+
+    def row(margin, span, impossible, gold=("£1bn",)):  # noqa: ANN001, ANN202
+        return {
+            "impossible": impossible,
+            "gold": [] if impossible else list(gold),
+            "evidence": {"span": span, "margin": margin},
+        }
+
+    rows = [row(3.0, "£1bn", False), row(-1.0, "£1bn", False), row(0.0, "£2bn", True), row(None, None, True)]
+    assert margin_auc(rows) == pytest.approx(0.75)  # 3 beats both; -1 beats only the row without a span
+    assert score_at(rows, 0.0)["has_f1"] == 50.0  # the -1 margin is refused
+    assert score_at(rows, float("-inf"))["has_f1"] == 100.0  # forced: both answered
+    assert margin_auc(rows[:2]) is None  # one class only

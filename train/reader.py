@@ -625,6 +625,18 @@ def candidates(rows: Sequence[dict]) -> list[float]:
     return [margins[0] - 1] + mids[:: max(1, len(mids) // 400)] + [margins[-1] + 1] if margins else [0.0]
 
 
+def margin_auc(rows: Sequence[dict]) -> float | None:
+    """ROC AUC of the margin separating answerable from unanswerable rows (no span: lowest); None without both.
+
+    Example: margins 3 and -1 on answerable rows, 0 on an unanswerable one -> 0.5
+    """
+    from eval.metrics import separation_auc
+
+    margin = lambda r: r["evidence"]["margin"] if r["evidence"].get("margin") is not None else float("-inf")  # noqa: E731
+    auc = separation_auc([margin(r) for r in rows if not r["impossible"]], [margin(r) for r in rows if r["impossible"]])
+    return None if auc is None else round(auc, 4)
+
+
 MIN_HAS_F1 = 45.0
 
 
@@ -889,6 +901,8 @@ def main(argv: list[str] | None = None) -> int:
                 "step": step,
                 "epoch": round(step / steps_per_epoch, 3),
                 "val_at_0": score_at(rows, 0.0),
+                "val_forced_has_f1": score_at(rows, float("-inf"))["has_f1"],
+                "val_margin_auc": margin_auc(rows),
                 "val_tuned": tuned,
                 "val_margin": round(margin, 3),
                 "elapsed_s": round(time.time() - t0, 1),
