@@ -726,6 +726,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--micro-batch",
+        type=int,
+        default=0,
+        help="examples per forward pass, gradients summed to --batch-size (memory only; 0: the whole batch)",
+    )
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--stride", type=int, default=128)
     parser.add_argument("--negative-rate", type=float, default=0.45)
@@ -789,6 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.lora:
         add_lora(model, args.lora)
     model_inputs = set(tokenizer.model_input_names)  # MPNet takes no token_type_ids
+    micro = args.micro_batch or args.batch_size
 
     train_articles = load_squad(args.train_file)
     dev_articles = load_squad(args.dev_file)
@@ -847,7 +854,11 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.out / "checkpoint" / "state.pt"
     # What a checkpoint was trained with: a run under other arguments or data never resumes from it.
     recipe = {
-        **{k: str(v) for k, v in sorted(vars(args).items()) if k not in ("checkpoint_every", "device", "out", "lora")},
+        **{
+            k: str(v)
+            for k, v in sorted(vars(args).items())
+            if k not in ("checkpoint_every", "device", "out", "lora", "micro_batch")
+        },
         **({"lora": str(args.lora)} if args.lora else {}),  # (absent from recipes saved before --lora existed)
         "features": len(feats),
     }
@@ -880,14 +891,21 @@ def main(argv: list[str] | None = None) -> int:
             epoch_rng = rng.getstate()
             steps = StepLog(log, bar, steps_per_epoch, t0)
             for group in batch_groups(feats, args.batch_size, rng)[step - done * steps_per_epoch :]:
-                batch = {
-                    k: v.to(args.device)
-                    for k, v in collate([feats[j] for j in group]).items()
-                    if k in model_inputs or k.endswith("_positions")
-                }
-                with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
-                    loss = model(**batch).loss
-                value = optimizer_step(loss, params, opt, sched)
+                # A batch in micro-batches (each loss weighted by its share), so a large base fits in memory.
+                parts = [group[i : i + micro] for i in range(0, len(group), micro)]
+                value = 0.0
+                for k, part in enumerate(parts):
+                    batch = {
+                        key: v.to(args.device)
+                        for key, v in collate([feats[j] for j in part]).items()
+                        if key in model_inputs or key.endswith("_positions")
+                    }
+                    with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+                        loss = model(**batch).loss * (len(part) / len(group))
+                    if k < len(parts) - 1:
+                        loss.backward()
+                        value += float(loss.item())
+                value += optimizer_step(loss, params, opt, sched)
                 step += 1
                 steps.record(step, value, max(sched.get_last_lr()))
                 if step >= total:
