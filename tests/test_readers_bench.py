@@ -1,4 +1,4 @@
-"""The encoder benchmark's parts (``research/readers.py``): the mpnet it builds, LoRA, and the epoch arithmetic."""
+"""The encoder benchmark's parts (``train/bench_readers.py``): the mpnet it builds, LoRA, and the epoch arithmetic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from research.readers import (  # noqa: E402
+from train.bench_readers import (  # noqa: E402
     MPNET_CONFIG,
     WEIGHTS_LIMIT_MB,
     build,
@@ -57,7 +57,7 @@ def test_epoch_minutes_scale_the_real_epoch_by_the_rate_gap():
 
 
 def test_a_reader_fits_the_server_within_the_headroom_the_shipped_one_leaves():
-    from research.readers import fitting_model_mib
+    from train.bench_readers import fitting_model_mib
 
     reading = [{"encoder": "minilm", "precision": "fp32", "model_mib": 149}, {"encoder": "mpnet", "precision": "int8"}]
     assert fitting_model_mib(reading) == pytest.approx(149 + (1.4e9 - 1.32e9) / 2**20)

@@ -207,7 +207,7 @@ def _installed() -> bool:
 
 @pytest.mark.skipif(not _installed(), reason="the all-mpnet-base-v2 part-wheels are not installed")
 def test_the_packaged_mpnet_is_the_one_the_readers_bench_describes():
-    from research.readers import MPNET_CONFIG
+    from train.bench_readers import MPNET_CONFIG
 
     config = json.loads((packaged_mpnet_path() / "config.json").read_text(encoding="utf-8"))
     assert {k: config.get(k) for k in MPNET_CONFIG} == MPNET_CONFIG

@@ -9,7 +9,7 @@ reads it with each folder given.
 
 Usage::
 
-    python -m research.reader_probe .train/oof-s13/epoch1 .train/mpnet-s13/epoch1 --holdout 8 --seed 13
+    python -m train.reader_probe .train/oof-s13/epoch1 .train/mpnet-s13/epoch1 --holdout 8 --seed 13
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ vocabulary is the same uncased WordPiece plus 5 tokens, so both see the same win
 
 Example::
 
-    python -m research.readers --out eval/baseline
+    python -m train.bench_readers --out eval/baseline
     # reader p50 ms on the seed questions' batches ... mpnet int8 76 ms ... training min/epoch ...
 """
 
@@ -209,7 +209,7 @@ def measure_training(encoder: str, lora: bool, steps: int = 6) -> dict:
 
 
 def _in_fresh_process(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "research.readers", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "train.bench_readers", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -280,7 +280,7 @@ def chart(reading: list[dict], training: list[dict], png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m research.readers", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m train.bench_readers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="write readers.json and readers.png here")
     parser.add_argument("--read", nargs=3, metavar=("ENCODER", "PRECISION", "BATCHES"), help=argparse.SUPPRESS)
     parser.add_argument("--train", nargs=2, metavar=("ENCODER", "MODE"), help=argparse.SUPPRESS)
