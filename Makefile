@@ -158,9 +158,9 @@ train-verifier: candidates
 # The candidate larger verifier (not shipped; issue 27): all-mpnet-base-v2 from its part-wheels, the top 3
 # layers and the head trained on a cached frozen prefix (train/mpnet.py); ~1.2 h on 2 idle cores after a
 # ~9-minute cache, resumable. Compare it with `python -m train.compare_verifiers` before fitting on it.
-MPNET_ARGS = --epochs 2 --lr 3e-5 --rewrite-rate 1.0 --rewrites 2 --seed 13 --base mpnet --train-top 3
+VERIFIER_MPNET_ARGS = --epochs 2 --lr 3e-5 --rewrite-rate 1.0 --rewrites 2 --seed 13 --base mpnet --train-top 3
 train-verifier-mpnet: candidates
-	$(PY) -m train.verifier $(VERIFIER_DATA) $(MPNET_ARGS) --out .train/verifier-mpnet
+	$(PY) -m train.verifier $(VERIFIER_DATA) $(VERIFIER_MPNET_ARGS) --out .train/verifier-mpnet
 
 # Passages 3 and threshold 0.49 are what the rule written before fitting chose (eval/README.md, Answerability).
 fit-decision: $(STAMP)
@@ -195,12 +195,12 @@ train-reader: $(STAMP)
 # (eval/README.md): at the same step of stage 1 it reads far better than MiniLM. ~3.5 h on 2 CPU cores;
 # every stage checkpoints every 50 steps and resumes when the target is run again. Writes .train/mpnet-model.
 MPNET = .train/mpnet
-MPNET_ARGS = --base mpnet --lora 16 --micro-batch 8 --seed 13
+READER_MPNET_ARGS = --base mpnet --lora 16 --micro-batch 8 --seed 13
 train-reader-mpnet: $(STAMP)
-	$(PY) -m train.reader $(MPNET_ARGS) --epochs 2.5 --lr 3e-4 --out $(MPNET)-reader
-	$(PY) -m train.reader $(MPNET_ARGS) --init $(MPNET)-reader/final --epochs 1 --lr 1e-4 --warmup 0.05 \
+	$(PY) -m train.reader $(READER_MPNET_ARGS) --epochs 2.5 --lr 3e-4 --out $(MPNET)-reader
+	$(PY) -m train.reader $(READER_MPNET_ARGS) --init $(MPNET)-reader/final --epochs 1 --lr 1e-4 --warmup 0.05 \
 	  --perturb-rate 0.5 --out $(MPNET)-reader-stage2
-	$(PY) -m train.reader $(MPNET_ARGS) --init $(MPNET)-reader-stage2/final --epochs 0.2 --lr 2e-5 --warmup 0.05 \
+	$(PY) -m train.reader $(READER_MPNET_ARGS) --init $(MPNET)-reader-stage2/final --epochs 0.2 --lr 2e-5 --warmup 0.05 \
 	  --perturb-rate 0.5 --definition-rate 6 --out $(MPNET)-reader-stage3
 	$(PY) -m train.export $(MPNET)-reader-stage3/final --after $(MPNET)-reader $(MPNET)-reader-stage2 \
 	  --out $(MPNET)-model
