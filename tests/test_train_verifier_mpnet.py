@@ -211,3 +211,60 @@ def test_the_packaged_mpnet_is_the_one_the_readers_bench_describes():
 
     config = json.loads((packaged_mpnet_path() / "config.json").read_text(encoding="utf-8"))
     assert {k: config.get(k) for k in MPNET_CONFIG} == MPNET_CONFIG
+
+
+# -- the reader's --train-top (train.reader): the same cache under a span head ----------------------------
+def tiny_reader():  # noqa: ANN201
+    torch.manual_seed(0)
+    return transformers.MPNetForQuestionAnswering(transformers.MPNetConfig(**{**TINY, "num_labels": 2})).eval()
+
+
+def test_the_readers_top_layers_on_the_cache_give_its_span_logits_and_loss(tmp_path):
+    from train.mpnet import top_span_logits
+    from train.reader import cached_span_loss
+
+    model, feats = tiny_reader(), tiny_feats()
+    for k, f in enumerate(feats):  # an answer inside each window, or the null answer
+        f["start"], f["end"] = (0, 0) if k % 3 == 0 else (1, min(2, len(f["input_ids"]) - 1))
+    lengths = [len(f["input_ids"]) for f in feats]
+    cache = PrefixCache(tmp_path, cache_fingerprint("mpnet", 3, False, feats), lengths, 32, shard_size=3)
+    cache.fill(model, feats, 3, pad_id=1, bf16=False)
+    order = [3, 0, 6, 1]
+    states, mask = cache.batch(order)
+    batch = collate([feats[j] for j in order], pad_id=1)
+    starts = torch.tensor([feats[j]["start"] for j in order])
+    ends = torch.tensor([feats[j]["end"] for j in order])
+    with torch.no_grad():
+        start, end = top_span_logits(model, states, mask, 3)
+        full = model(**batch, start_positions=starts, end_positions=ends)
+        loss = cached_span_loss(model, cache, feats, order, 3, "cpu")
+    assert full.start_logits.std() > 0.1
+    real = batch["attention_mask"].bool()  # padded positions differ (zero states against pad tokens)
+    tolerance = 0.003 * full.start_logits.abs().max().item()
+    assert (start - full.start_logits)[real].abs().max().item() <= tolerance
+    assert (end - full.end_logits)[real].abs().max().item() <= tolerance
+    assert abs(loss.item() - full.loss.item()) < 0.01 * full.loss.item()
+
+
+@pytest.mark.parametrize("lora", [0, 2])
+def test_the_reader_freezes_its_bottom_layers_and_shared_bias(lora):
+    from train.lora import add_lora
+    from train.mpnet import freeze_reader_below
+
+    model = tiny_reader()
+    if lora:
+        add_lora(model, lora)
+    assert freeze_reader_below(model, 1) == 3
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("mpnet.encoder.layer.3.", "qa_outputs.")) for n in trained)
+    assert any(n.startswith("qa_outputs.") for n in trained)
+    assert all(("lora_" in n or "LayerNorm" in n or n.startswith("qa_outputs.")) for n in trained) == bool(lora)
+    with pytest.raises(ValueError, match="train-top"):
+        freeze_reader_below(tiny_reader(), 5)
+
+
+def test_the_reader_refuses_train_top_without_mpnet():
+    from train.reader import main as train_reader
+
+    with pytest.raises(SystemExit):
+        train_reader(["--train-top", "3", "--out", "/nonexistent"])

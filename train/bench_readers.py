@@ -209,7 +209,9 @@ def measure_training(encoder: str, lora: bool, steps: int = 6) -> dict:
 
 
 def _in_fresh_process(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "train.bench_readers", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "train.bench_readers", *args], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -74,13 +74,10 @@ def prefix_states(model, input_ids, attention_mask, frozen: int):  # noqa: ANN00
     return hidden
 
 
-def top_logits(model, states, attention_mask, frozen: int):  # noqa: ANN001, ANN201 - torch objects
-    """An MPNet classifier's logits from `prefix_states` (zero-padded [batch, length, hidden], fp32):
-    its layers from ``frozen`` on and its head, called as ``MPNetEncoder.forward`` calls them.
-
-    Example: top_logits(m, prefix_states(m, ids, mask, 9), mask, 9) == m(ids, attention_mask=mask).logits
-    (to float error; tests/test_train_verifier_mpnet.py)
-    """
+def top_hidden(model, states, attention_mask, frozen: int):  # noqa: ANN001, ANN201 - torch objects
+    """An MPNet model's last hidden states from `prefix_states` (zero-padded [batch, length, hidden]): its
+    layers from ``frozen`` on, called as ``MPNetEncoder.forward`` calls them. ``model`` is any MPNet head
+    model (``model.mpnet`` the encoder): the verifier's classifier or the reader's span head."""
     from transformers.masking_utils import create_bidirectional_mask
 
     mask = create_bidirectional_mask(config=model.config, inputs_embeds=states, attention_mask=attention_mask)
@@ -88,7 +85,47 @@ def top_logits(model, states, attention_mask, frozen: int):  # noqa: ANN001, ANN
     hidden = states
     for layer in model.mpnet.encoder.layer[frozen:]:
         hidden = layer(hidden, mask, bias)[0]
-    return model.classifier(hidden)
+    return hidden
+
+
+def top_logits(model, states, attention_mask, frozen: int):  # noqa: ANN001, ANN201 - torch objects
+    """An MPNet classifier's logits from `prefix_states` (fp32): `top_hidden` and its head.
+
+    Example: top_logits(m, prefix_states(m, ids, mask, 9), mask, 9) == m(ids, attention_mask=mask).logits
+    (to float error; tests/test_train_verifier_mpnet.py)
+    """
+    return model.classifier(top_hidden(model, states, attention_mask, frozen))
+
+
+def top_span_logits(model, states, attention_mask, frozen: int):  # noqa: ANN001, ANN201 - torch objects
+    """An MPNet span reader's (start, end) logits from `prefix_states`: `top_hidden` and its ``qa_outputs``.
+
+    Example: top_span_logits(m, prefix_states(m, ids, mask, 9), mask, 9)
+      == (m(ids, attention_mask=mask).start_logits, ….end_logits)  (to float error; tests/test_reader.py)
+    """
+    logits = model.qa_outputs(top_hidden(model, states, attention_mask, frozen))
+    start, end = logits.split(1, dim=-1)
+    return start.squeeze(-1), end.squeeze(-1)
+
+
+def freeze_reader_below(model, train_top: int) -> int:  # noqa: ANN001
+    """Freeze an MPNet span reader's embeddings and bottom ``12 - train_top`` layers; the number frozen.
+
+    The layers above stay as they were: all trainable for a plain reader, only their LoRA updates and
+    layer norms where `train.lora.add_lora` wrapped them first (its updates below start at zero and stay
+    there, so the frozen part is the packaged base and `PrefixCache` can hold its output).
+
+    Example: freeze_reader_below(plain_mpnet_reader, 3) -> 9 (layers 9-11 and qa_outputs train)
+    """
+    layers = model.config.num_hidden_layers
+    if not 1 <= train_top <= layers:
+        raise ValueError(f"--train-top must be 1..{layers}, not {train_top}")
+    frozen = layers - train_top
+    below = ("mpnet.embeddings.", *(f"mpnet.encoder.layer.{i}." for i in range(frozen)))
+    for name, p in model.named_parameters():
+        if name.startswith(below) or name.startswith("mpnet.encoder.relative_attention_bias"):
+            p.requires_grad = False
+    return frozen
 
 
 class PrefixCache:

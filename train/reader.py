@@ -674,6 +674,31 @@ def predict(model, tokenizer, examples: list[Example], max_length: int, stride: 
     return readings_from_windows(windows, [e.context for e in examples])
 
 
+def span_loss(start_logits, end_logits, starts, ends):  # noqa: ANN001, ANN201 - torch tensors
+    """The span head's loss as ``transformers`` computes it: the mean of the start and end cross-entropies,
+    a position past the window ignored."""
+    import torch
+
+    ignored = start_logits.size(1)
+    ce = torch.nn.CrossEntropyLoss(ignore_index=ignored)
+    starts, ends = starts.clamp(0, ignored), ends.clamp(0, ignored)
+    return (ce(start_logits.float(), starts) + ce(end_logits.float(), ends)) / 2
+
+
+def cached_span_loss(model, cache, feats: list[dict], part: list[int], frozen: int, device: str):  # noqa: ANN001, ANN201
+    """`span_loss` of features ``part`` read from their cached frozen prefix (``--train-top``): only the
+    layers above ``frozen`` and the head run."""
+    import torch
+
+    from train.mpnet import top_span_logits
+
+    states, mask = cache.batch(part)
+    start, end = top_span_logits(model, states.to(device), mask.to(device), frozen)
+    starts = torch.tensor([feats[j]["start"] for j in part], device=device)
+    ends = torch.tensor([feats[j]["end"] for j in part], device=device)
+    return span_loss(start, end, starts, ends)
+
+
 def base_path(base: str | None) -> Path:
     """The base transformer's folder: ``None`` the packaged MiniLM, ``"mpnet"`` all-mpnet-base-v2 from its
     part-wheels (`index.embedder.packaged_mpnet_path`), else the folder named."""
@@ -722,6 +747,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--lora", type=int, default=0, help="train rank-N LoRA updates of a frozen base (train.lora); 0: fine-tune all"
+    )
+    parser.add_argument(
+        "--train-top",
+        type=int,
+        default=0,
+        help="mpnet only: train the top N layers (or their LoRA updates) on the frozen rest's output, "
+        "computed once into OUT/prefix-cache (train.mpnet.PrefixCache); 0: every layer",
     )
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -774,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--checkpoint-every must be at least 1")
     if args.holdout < 3:
         parser.error("--holdout must be at least 3 whole articles (benchmarks README)")
+    if args.train_top and args.base != "mpnet":
+        parser.error("--train-top needs --base mpnet (its frozen prefix is cached as train.mpnet does)")
 
     import numpy as np
     import torch
@@ -794,6 +828,11 @@ def main(argv: list[str] | None = None) -> int:
         p.requires_grad = False
     if args.lora:
         add_lora(model, args.lora)
+    frozen = 0
+    if args.train_top:
+        from train.mpnet import freeze_reader_below
+
+        frozen = freeze_reader_below(model, args.train_top)
     model_inputs = set(tokenizer.model_input_names)  # MPNet takes no token_type_ids
     micro = args.micro_batch or args.batch_size
 
@@ -839,6 +878,21 @@ def main(argv: list[str] | None = None) -> int:
         "features": len(feats),
     }
     print(json.dumps(stats), file=sys.stderr)
+    cache = None
+    if frozen:
+        from train.mpnet import PrefixCache, cache_fingerprint
+
+        # The frozen prefix is the base's, or --init's where that is not the packaged base.
+        origin = f"{args.base}:{args.init.resolve() if args.init else 'packaged'}"
+        cache = PrefixCache(
+            args.out / "prefix-cache",
+            cache_fingerprint(origin, frozen, args.bf16, feats),
+            [len(f["input_ids"]) for f in feats],
+            hidden=model.config.hidden_size,
+        )
+        built = cache.fill(model, feats, frozen, pad_id=tokenizer.pad_token_id, device=args.device, bf16=args.bf16)
+        stats["prefix_cache"] = {"frozen_layers": frozen, **built}
+        print(json.dumps({"prefix_cache": stats["prefix_cache"]}), file=sys.stderr)
 
     steps_per_epoch = math.ceil(len(feats) / args.batch_size)
     total = int(steps_per_epoch * args.epochs)
@@ -857,9 +911,10 @@ def main(argv: list[str] | None = None) -> int:
         **{
             k: str(v)
             for k, v in sorted(vars(args).items())
-            if k not in ("checkpoint_every", "device", "out", "lora", "micro_batch")
+            if k not in ("checkpoint_every", "device", "out", "lora", "micro_batch", "train_top")
         },
         **({"lora": str(args.lora)} if args.lora else {}),  # (absent from recipes saved before --lora existed)
+        **({"train_top": str(args.train_top)} if args.train_top else {}),
         "features": len(feats),
     }
     step, done, elapsed = 0, 0, 0.0  # steps taken, epochs finished (validated), seconds before a resume
@@ -895,13 +950,17 @@ def main(argv: list[str] | None = None) -> int:
                 parts = [group[i : i + micro] for i in range(0, len(group), micro)]
                 value = 0.0
                 for k, part in enumerate(parts):
-                    batch = {
-                        key: v.to(args.device)
-                        for key, v in collate([feats[j] for j in part]).items()
-                        if key in model_inputs or key.endswith("_positions")
-                    }
                     with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
-                        loss = model(**batch).loss * (len(part) / len(group))
+                        if cache is not None:
+                            loss = cached_span_loss(model, cache, feats, part, frozen, args.device)
+                        else:
+                            batch = {
+                                key: v.to(args.device)
+                                for key, v in collate([feats[j] for j in part]).items()
+                                if key in model_inputs or key.endswith("_positions")
+                            }
+                            loss = model(**batch).loss
+                        loss = loss * (len(part) / len(group))
                     if k < len(parts) - 1:
                         loss.backward()
                         value += float(loss.item())
