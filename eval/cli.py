@@ -106,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
     if args.target:
         print(f"unknown eval target {args.target[0]!r}; use `qa eval` or `qa eval squad FILE`", file=sys.stderr)
         return 2
+    baseline = None
+    if args.compare:  # checked before the run, not after it
+        try:
+            baseline = json.loads(args.compare.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"qa eval: --compare {args.compare}: not a readable report.json ({exc})", file=sys.stderr)
+            return 2
     from eval import report as rep
     from eval.runner import InProcess, OverHttp
     from eval.runner import run as run_items
@@ -138,8 +145,7 @@ def run(args: argparse.Namespace) -> int:
         f"abstention P/R {m['abstention_precision']}/{m['abstention_recall']}  false refusals {m['false_refusal_rate']}"
     )
     print(f"report: {path} (+ .md, .png)")
-    if args.compare:
-        baseline = json.loads(args.compare.read_text(encoding="utf-8"))
+    if baseline is not None:
         improved, regressed, lines = rep.compare(baseline, report)
         print(f"\nvs {args.compare}:")
         for line in lines:

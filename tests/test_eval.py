@@ -310,3 +310,16 @@ def test_the_follow_benchmark_times_a_replica_reaching_each_write():
     row = follow_rows(2_000, steps=3)
     assert row["passages"] == 2_000 + 3 * 20 and row["writes"] == 3 and row["dense"] == "exact"
     assert 0 < row["follow_s_p50"] <= row["follow_s_max"] and row["writer_s_p50"] > 0
+
+
+@pytest.mark.parametrize("content", [None, "{not json"])
+def test_a_missing_or_broken_baseline_is_refused_before_the_run(tmp_path, capsys, content):
+    from qa.cli import main
+
+    baseline = tmp_path / "baseline.json"
+    if content is not None:
+        baseline.write_text(content, encoding="utf-8")
+    assert main(["eval", "--compare", str(baseline), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--compare" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing ran
