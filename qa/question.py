@@ -76,15 +76,48 @@ def is_follow_up(question: str) -> bool:
     return len(content) <= 1
 
 
+# "And how much across the whole programme?": the previous question's wh-words, then a phrase that opens
+# with a preposition, adding a place, time or scope to that question rather than asking about another thing.
+_ADDED_PHRASE_RE = re.compile(
+    r"^\s*(?:and|but|so|also|then)\s+(how (?:much|many|long|often)|when|where|who|what|which)\s+"
+    r"((?:across|in|at|for|by|from|over|during|on|to|with|within|among|under|after|before|between|since|"
+    r"until|outside|inside|throughout)\b[^?]*?)\s*\?\s*$",
+    re.IGNORECASE,
+)
+
+
+def grafted(question: str, previous: str) -> str | None:
+    """The previous question with the phrase a follow-up adds to it, or None when it adds none.
+
+    Examples:
+        grafted("And how much across the whole programme?", "How much is CSC saving?")
+          -> "How much is CSC saving across the whole programme?"
+        grafted("And how many GP practices?", "How many trusts signed?") -> None (another thing, not a phrase)
+        grafted("And when in 2005?", "How much did it cost?") -> None (other wh-words)
+    """
+    m = _ADDED_PHRASE_RE.match(question)
+    before = previous.strip().rstrip("?").rstrip()
+    if m is None or not before.lower().startswith(m.group(1).lower() + " "):
+        return None
+    return f"{before} {m.group(2)}?"
+
+
 def contextualize(question: str, history: Sequence[str]) -> str:
     """The retrieval query: the question, plus the content words of the latest user turns when it is
-    a follow-up (most recent turn first, at most 12 words, no repeats).
+    a follow-up (most recent turn first, at most 12 words, no repeats); a follow-up that only adds a
+    phrase to the previous question is that question with the phrase (`grafted`).
 
-    Example: contextualize("And how many trusts?", ["How many GP practices was CSC contracted for?"])
-      -> "And how many trusts? gp practices csc contracted"
+    Examples:
+        contextualize("And how many trusts?", ["How many GP practices was CSC contracted for?"])
+          -> "And how many trusts? gp practices csc contracted"
+        contextualize("And how much across the whole programme?", ["How much is CSC saving?"])
+          -> "How much is CSC saving across the whole programme?"
     """
     if not history or not is_follow_up(question):
         return question
+    whole = grafted(question, history[-1])
+    if whole is not None:
+        return whole
     own = set(words(question))
     extra: list[str] = []
     for turn in reversed(history[-3:]):

@@ -437,3 +437,29 @@ def test_validation_scores_forced_answers_and_how_the_margin_separates():
     assert score_at(rows, 0.0)["has_f1"] == 50.0  # the -1 margin is refused
     assert score_at(rows, float("-inf"))["has_f1"] == 100.0  # forced: both answered
     assert margin_auc(rows[:2]) is None  # one class only
+
+
+@pytest.mark.parametrize(
+    ("follow_up", "previous", "query"),
+    [
+        (
+            "And how much across the whole programme?",
+            "How much is CSC saving?",
+            "How much is CSC saving across the whole programme?",
+        ),
+        ("But when in the Commons?", "When did Blair speak?", "When did Blair speak in the Commons?"),
+        ("And how many GP practices?", "How many trusts signed?", None),  # another thing, not a phrase
+        ("And when in 2005?", "How much did it cost?", None),  # other wh-words
+        ("How much across the whole programme?", "How much is CSC saving?", None),  # no continuation word
+    ],
+)
+def test_a_follow_up_that_adds_a_phrase_is_read_as_the_previous_question_with_it(follow_up, previous, query):
+    from qa.question import grafted
+
+    assert grafted(follow_up, previous) == query
+    q = parse_question(follow_up, [previous])
+    assert q.text == follow_up
+    if query is not None:
+        assert q.follow_up and q.query == query
+    else:
+        assert q.query.startswith(follow_up)  # as before: the question, then any earlier turn's content words

@@ -91,11 +91,6 @@ def test_the_mission_example_through_the_sdk(server):
     assert done.model_extra["citations"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss (eval/README.md, Answerability): the reader finds '£1.8 billion' in the first passage, at "
-    "margin -1.0 read with the first turn's words ('… csc saving') and 0.0 as asked; the decision gives P 0.44 < 0.49",
-)
 def test_the_mission_example_sdk_follow_up(server):
     import openai
 
