@@ -25,7 +25,7 @@ from qa.reader.reader import (
     readings_from_windows,
     resolve_dtype,
 )
-from qa.reader.spans import best_span, paragraph_of, with_currency
+from qa.reader.spans import best_span, paragraph_of, with_currency, with_whole_name
 
 OFFSETS = [None, None, (0, 3), (4, 9), (10, 14), None]  # [CLS] question [SEP] "The quick fox" [SEP]
 
@@ -77,6 +77,22 @@ def test_a_figure_keeps_its_currency_sign():
     assert text[with_currency(text, text.index("59")) : text.index(";")] == "£59,000"
     assert with_currency(text, text.index("2,000")) == text.index("2,000")  # no sign before it
     assert with_currency(text, 0) == 0
+
+
+def test_a_span_runs_to_the_end_of_the_name_its_last_word_begins():
+    text = "Tendered by NHS Shared Business Services, said Lansley. Health chiefs met CSC in March."
+    offsets = [None, (0, 8), (9, 11), (12, 15), (16, 22), (23, 31), (32, 40), None]
+    starts, ends = np.zeros(8), np.zeros(8)
+    starts[3], ends[3] = 5.0, 5.0  # the reader marks "NHS" only
+    (reading,) = readings_from_windows([(0, starts, ends, offsets)], [text])
+    assert reading.span == "NHS Shared Business Services" and reading.end == text.index(",")
+    lansley = text.index("Lansley") + len("Lansley")
+    assert with_whole_name(text, lansley) == lansley  # a full stop ends a name
+    csc = text.index("CSC") + 3
+    assert with_whole_name(text, csc) == csc  # "in" is not capitalised
+    said = text.index("said") + 4
+    assert with_whole_name(text, said) == said  # only a capitalised last word is a name's start
+    assert with_whole_name(text, len(text)) == len(text) and with_whole_name(text, 0) == 0
 
 
 def test_best_span_without_context_tokens():

@@ -26,7 +26,7 @@ import numpy as np
 from index.store import sha256_file
 from qa.config import ReaderDtype
 from qa.errors import ModelNotFound
-from qa.reader.spans import MAX_ANSWER_TOKENS, best_span, paragraph_of, with_currency
+from qa.reader.spans import MAX_ANSWER_TOKENS, best_span, paragraph_of, with_currency, with_whole_name
 
 MODEL_DIR = Path(__file__).parent / "model"
 WEIGHTS_FILE = "reader-delta.safetensors"
@@ -351,8 +351,8 @@ def readings_from_windows(
     """One `Reading` per text from its windows' (text index, start logits, end logits, offsets).
 
     A text longer than one window keeps its best span over all windows and its lowest no-answer score
-    (run_qa's rule); a span stays within one paragraph and takes the currency sign before its figure
-    (rule 8, eval/README.md). Serving (`TransformerReader.read`) and training validation share this.
+    (run_qa's rule); a span stays within one paragraph, takes the currency sign before its figure
+    (rule 8, eval/README.md) and runs to the end of a name its last word begins (rule 14). Serving (`TransformerReader.read`) and training validation share this.
     """
     best: dict[int, Reading] = {}
     for p, starts, ends, offsets in windows:
@@ -368,8 +368,8 @@ def readings_from_windows(
         if span is None:
             reading = Reading(p, None, None, None, float("-inf"), null)
         else:
-            start = with_currency(texts[p], span[0])
-            reading = Reading(p, start, span[1], texts[p][start : span[1]], span[2], null)
+            start, end = with_currency(texts[p], span[0]), with_whole_name(texts[p], span[1])
+            reading = Reading(p, start, end, texts[p][start:end], span[2], null)
         prev = best.get(p)
         if prev is not None:
             keep = reading if reading.score > prev.score else prev

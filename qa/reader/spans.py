@@ -80,6 +80,31 @@ def paragraph_of(text: str, offsets: Sequence[tuple[int, int] | None]) -> list[i
 CURRENCY_SIGNS = "£$€¥"
 
 
+_NAME_WORD_RE = re.compile(r" ([A-Z][\w'’&-]*)")
+
+
+def with_whole_name(text: str, end: int) -> int:
+    """The end of a span, moved on over the capitalised words that follow its last word directly (one
+    space apart, nothing between): a name is not cut short. Only when that last word is capitalised too.
+
+    >>> text = "The contract was tendered by NHS Shared Business Services last year."
+    >>> text[29:with_whole_name(text, 32)]
+    'NHS Shared Business Services'
+    >>> with_whole_name("Talks with CSC. The NHS said", 14)   # a full stop ends the name
+    14
+    """
+    if end <= 0 or end > len(text):
+        return end
+    word_start = end
+    while word_start > 0 and not text[word_start - 1].isspace():
+        word_start -= 1
+    if not text[word_start:end][:1].isupper():
+        return end
+    while (m := _NAME_WORD_RE.match(text, end)) is not None:
+        end = m.end(1)
+    return end
+
+
 def with_currency(text: str, start: int) -> int:
     """The start of a span, moved back over the currency sign written right before its first digit:
     the sign belongs to the figure.
