@@ -44,7 +44,8 @@ _SENTENCE_BREAK_RE = re.compile(r"(?<=[.!?])\s+")
 
 
 def without_orders(text: str) -> str:
-    """``text`` without the sentences that give the system orders, when a question is left.
+    """``text`` without the sentences that give the system orders, when a question is left (a sentence
+    that ends with "?" is a question, never dropped).
 
     An order is never part of what is asked: read with the question, it pulls the reader off the
     question's span, and a figure it names would count as stated by the user. A message that asks
@@ -57,7 +58,7 @@ def without_orders(text: str) -> str:
         without_orders("CSC signed a deal. How much is it worth?") -> unchanged (no order)
     """
     sentences = _SENTENCE_BREAK_RE.split(text.strip())
-    kept = [s for s in sentences if not (_ORDER_RE.search(s) or looks_like_instruction(s))]
+    kept = [s for s in sentences if s.rstrip().endswith("?") or not (_ORDER_RE.search(s) or looks_like_instruction(s))]
     if len(kept) == len(sentences) or not any(s.rstrip().endswith("?") for s in kept):
         return text
     return " ".join(kept)

@@ -101,7 +101,7 @@ def top_span_logits(model, states, attention_mask, frozen: int):  # noqa: ANN001
     """An MPNet span reader's (start, end) logits from `prefix_states`: `top_hidden` and its ``qa_outputs``.
 
     Example: top_span_logits(m, prefix_states(m, ids, mask, 9), mask, 9)
-      == (m(ids, attention_mask=mask).start_logits, ….end_logits)  (to float error; tests/test_reader.py)
+      == (m(ids, attention_mask=mask).start_logits, ….end_logits)  (to float error; tests/test_train_verifier_mpnet.py)
     """
     logits = model.qa_outputs(top_hidden(model, states, attention_mask, frozen))
     start, end = logits.split(1, dim=-1)

@@ -352,7 +352,8 @@ def readings_from_windows(
 
     A text longer than one window keeps its best span over all windows and its lowest no-answer score
     (run_qa's rule); a span stays within one paragraph, takes the currency sign before its figure
-    (rule 8, eval/README.md) and runs to the end of a name its last word begins (rule 14). Serving (`TransformerReader.read`) and training validation share this.
+    (rule 8, eval/README.md) and runs to the end of a name its last word begins (rule 14). Serving
+    (`TransformerReader.read`) and training validation share this.
     """
     best: dict[int, Reading] = {}
     for p, starts, ends, offsets in windows:
