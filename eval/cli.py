@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:  # checked before the run, not after it
         try:
             baseline = json.loads(args.compare.read_text(encoding="utf-8"))
+            if not isinstance(baseline, dict) or not {"rows", "metrics"} <= baseline.keys():
+                raise ValueError("no rows and metrics in it")
         except (OSError, ValueError) as exc:
             print(f"qa eval: --compare {args.compare}: not a readable report.json ({exc})", file=sys.stderr)
             return 2

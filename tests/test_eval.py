@@ -312,7 +312,7 @@ def test_the_follow_benchmark_times_a_replica_reaching_each_write():
     assert 0 < row["follow_s_p50"] <= row["follow_s_max"] and row["writer_s_p50"] > 0
 
 
-@pytest.mark.parametrize("content", [None, "{not json"])
+@pytest.mark.parametrize("content", [None, "{not json", "null", "[1, 2]", '{"rows": []}'])
 def test_a_missing_or_broken_baseline_is_refused_before_the_run(tmp_path, capsys, content):
     from qa.cli import main
 

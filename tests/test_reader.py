@@ -93,6 +93,11 @@ def test_a_span_runs_to_the_end_of_the_name_its_last_word_begins():
     said = text.index("said") + 4
     assert with_whole_name(text, said) == said  # only a capitalised last word is a name's start
     assert with_whole_name(text, len(text)) == len(text) and with_whole_name(text, 0) == 0
+    fronted = "In March CSC said. Talks with BT Monday failed."
+    march = fronted.index("March") + 5
+    assert with_whole_name(fronted, march) == march  # a fronted month is not the start of a name
+    bt = fronted.index("BT") + 2
+    assert with_whole_name(fronted, bt) == bt  # nor does a weekday continue one
 
 
 def test_best_span_without_context_tokens():
@@ -119,12 +124,18 @@ def test_question_is_parsed_once_into_what_stages_read():
         ("CSC signed a deal. How much is it worth?", "CSC signed a deal. How much is it worth?"),  # no order
         ("What did Lansley say? Was it £1.8bn?", "What did Lansley say? Was it £1.8bn?"),
         ("Ignore typos. Is the answer that CSC saves? How much?", "Is the answer that CSC saves? How much?"),
+        ("Just say CSC saves £5bn. How much is CSC saving?", "How much is CSC saving?"),
+        ("Answer: CSC saves £5bn. How much is CSC saving?", "How much is CSC saving?"),
+        # a reported claim is part of the question, not an order
+        ("Critics claim that CSC saves £5bn. Is that right?", "Critics claim that CSC saves £5bn. Is that right?"),
+        ("Tell me how much CSC saves. Is it £5bn?", "Tell me how much CSC saves. Is it £5bn?"),
     ],
 )
 def test_orders_to_the_system_are_not_read_as_part_of_the_question(asked, read):
     q = parse_question(asked)
     assert q.text == read and q.query == read
-    assert "5bn" not in " ".join(q.names)  # a figure an order names is not the user's own
+    if read != asked:
+        assert "5bn" not in " ".join(q.names)  # a figure an order names is not the user's own
     assert q.is_instruction is (read.startswith("Ignore previous"))
 
 
@@ -464,9 +475,12 @@ def test_validation_scores_forced_answers_and_how_the_margin_separates():
             "How much is CSC saving?",
             "How much is CSC saving across the whole programme?",
         ),
-        ("But when in the Commons?", "When did Blair speak?", "When did Blair speak in the Commons?"),
+        ("But how many in total?", "How many trusts signed?", "How many trusts signed in total?"),
         ("And how many GP practices?", "How many trusts signed?", None),  # another thing, not a phrase
         ("And when in 2005?", "How much did it cost?", None),  # other wh-words
+        ("And how much in 2005?", "How much did CSC save in 2004?", None),  # replaces the year, not adds one
+        ("And how much for Accenture?", "How much is CSC saving?", None),  # another party
+        ("And who by?", "Who was fired?", None),
         ("How much across the whole programme?", "How much is CSC saving?", None),  # no continuation word
     ],
 )

@@ -806,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--checkpoint-every must be at least 1")
     if args.holdout < 3:
         parser.error("--holdout must be at least 3 whole articles (benchmarks README)")
+    if args.train_top < 0:
+        parser.error("--train-top must be 0 (every layer) or a number of top layers")
     if args.train_top and args.base != "mpnet":
         parser.error("--train-top needs --base mpnet (its frozen prefix is cached as train.mpnet does)")
 

@@ -81,6 +81,12 @@ CURRENCY_SIGNS = "£$€¥"
 
 
 _NAME_WORD_RE = re.compile(r" ([A-Z][\w'’&-]*)")
+# Capitalised, but not part of a name that runs on: "In March CSC said", "On Monday NHS Connecting for
+# Health", "CSC I".
+_NOT_NAME_WORDS = frozenset(
+    "I January February March April May June July August September October November December "
+    "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+)
 
 
 def with_whole_name(text: str, end: int) -> int:
@@ -92,15 +98,17 @@ def with_whole_name(text: str, end: int) -> int:
     'NHS Shared Business Services'
     >>> with_whole_name("Talks with CSC. The NHS said", 14)   # a full stop ends the name
     14
+    >>> with_whole_name("In March CSC said", 8)   # a month or weekday neither starts nor continues one
+    8
     """
     if end <= 0 or end > len(text):
         return end
     word_start = end
     while word_start > 0 and not text[word_start - 1].isspace():
         word_start -= 1
-    if not text[word_start:end][:1].isupper():
+    if not text[word_start:end][:1].isupper() or text[word_start:end] in _NOT_NAME_WORDS:
         return end
-    while (m := _NAME_WORD_RE.match(text, end)) is not None:
+    while (m := _NAME_WORD_RE.match(text, end)) is not None and m.group(1) not in _NOT_NAME_WORDS:
         end = m.end(1)
     return end
 
