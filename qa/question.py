@@ -79,10 +79,9 @@ def is_follow_up(question: str) -> bool:
     return len(content) <= 1
 
 
-# "And how much across the whole programme?": the previous question's wh-words, then a phrase that opens
-# with a preposition, adding a place, time or scope to that question rather than asking about another thing.
-# Only prepositions that widen the question's scope: "in 2005", "for Accenture" or "in Scotland" after a
-# question with its own year, party or place would replace part of it, not add to it.
+# "And how much across the whole programme?": the previous question's wh-words, then a phrase that widens
+# that question's scope. Only such phrases: "in 2005", "for Accenture" or "in Scotland" after a question
+# with its own year, party or place would replace part of it, not add to it.
 _ADDED_PHRASE_RE = re.compile(
     r"^\s*(?:and|but|so|also|then)\s+(how (?:much|many|long|often)|when|where|who|what|which)\s+"
     r"((?:across|throughout|overall|altogether|in total|in all)\b[^?]*?)\s*\?\s*$",
